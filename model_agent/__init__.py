@@ -1,0 +1,1 @@
+"""model-agent: per-node model distribution agent for Kubernetes."""

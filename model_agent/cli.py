@@ -1,0 +1,130 @@
+"""The ``model-agent`` command: argument parsing and dispatch to one module per subcommand.
+
+Exit codes: 0 success, 1 failure (one-line reason on stderr), 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from model_agent import errors, logs, settings
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _help_for(flag: settings.Flag) -> str:
+    env = f" [env {', '.join('$' + e for e in flag.env)}]" if flag.env else ""
+    default = "unset" if flag.default is None else flag.default
+    return f"{flag.help} (default: {default}){env}"
+
+
+def _add_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    for flag in settings.FLAGS:
+        if command in flag.commands:
+            parser.add_argument(
+                flag.flag, dest=flag.field, default=None, metavar="VALUE", help=_help_for(flag)
+            )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="model-agent",
+        description="Per-node model distribution agent for Kubernetes (OME-compatible).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="run the operator on this node (Kopf, standalone)",
+        description="Watch BaseModels and ClusterBaseModels cluster-wide "
+        "and keep this node's models downloaded, verified and reported.",
+    )
+    _add_flags(run, "run")
+
+    pull = commands.add_parser(
+        "pull",
+        help="download, verify and analyse one model, no cluster",
+        description="Pin, download, verify and place one model, then "
+        "print its analysis (the ConfigMap 'config' object) as JSON.",
+    )
+    pull.add_argument(
+        "uri", help="storage URI, e.g. hf://org/repo[@rev] or oci://n/NS/b/BUCKET/o/PREFIX"
+    )
+    pull.add_argument("--path", required=True, help="destination directory")
+    pull.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="storage parameter (token, allow, ignore, auth, region, profile, "
+        "endpoint, modelFormat); repeatable",
+    )
+    pull.add_argument(
+        "--shape", default=None, help="GPU shape alias for TensorRT-LLM filtering (default: detect)"
+    )
+    _add_flags(pull, "pull")
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="analyse a model folder and print JSON",
+        description="Read config.json and safetensors headers of a "
+        "model folder (read-only) and print the analysis as JSON.",
+    )
+    inspect.add_argument("directory", help="model folder")
+    _add_flags(inspect, "inspect")
+
+    gpu = commands.add_parser(
+        "gpu-shape",
+        help="print this machine's GPU inventory and shape",
+        description="Detect GPUs with NVML (or the instance-type map) "
+        "and print the inventory, the shape alias and its source.",
+    )
+    gpu.add_argument(
+        "--instance-type", default=None, help="node instance type to map through $INSTANCE_TYPE_MAP"
+    )
+    _add_flags(gpu, "gpu-shape")
+    return parser
+
+
+def _settings_from(args: argparse.Namespace) -> settings.Settings:
+    flags = {f.field: getattr(args, f.field, None) for f in settings.FLAGS}
+    return settings.resolve(flags, os.environ)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = _settings_from(args)
+        logs.configure(level=config.log_level, fmt=config.log_format)
+        if args.command == "run":
+            from model_agent import cli_run
+
+            return cli_run.run(config)
+        if args.command == "pull":
+            from model_agent import cli_pull
+
+            return cli_pull.run(args, config)
+        if args.command == "inspect":
+            from model_agent import cli_inspect
+
+            return cli_inspect.run(args, config)
+        from model_agent import cli_gpu
+
+        return cli_gpu.run(args, config)
+    except errors.ConfigError as exc:
+        print(f"model-agent: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except errors.AgentError as exc:
+        print(f"model-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

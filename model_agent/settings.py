@@ -1,0 +1,403 @@
+"""Every flag and environment variable of the agent, parsed into one frozen ``Settings``.
+
+Precedence: a command-line flag beats its environment variable, which beats the default.
+Pure: no I/O; the CLI hands in ``argv`` values and ``os.environ``. Invalid values raise
+``errors.ConfigError`` naming the flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from model_agent import errors
+
+__all__ = [
+    "FLAGS",
+    "Flag",
+    "Settings",
+    "parse_bool",
+    "parse_duration",
+    "parse_size",
+    "resolve",
+]
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "t": 1000**4,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
+}
+_SIZE_RE = re.compile(r"(\d+)\s*([kmgt]i?|b)?b?", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``30s``, ``10m``, ``1h30m``, ``500ms`` or a bare number of seconds."""
+    value = text.strip()
+    if not value:
+        raise ValueError("empty duration")
+    try:
+        seconds = float(value)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for match in _DURATION_RE.finditer(value):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(value) or pos == 0:
+            raise ValueError(f"{text!r} is not a duration (examples: 30s, 10m, 1h30m)") from None
+    if seconds < 0:
+        raise ValueError(f"{text!r} is negative")
+    return seconds
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``200Mi``, ``1GiB``, ``4M`` or a bare number of bytes."""
+    match = _SIZE_RE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a size (examples: 4194304, 4Mi, 200MiB, 1G)")
+    unit = (match.group(2) or "").lower()
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true or false)")
+
+
+def _positive_int(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise ValueError(f"{text!r} must be at least 1")
+    return number
+
+
+def _non_negative_int(text: str) -> int:
+    number = int(text)
+    if number < 0:
+        raise ValueError(f"{text!r} must not be negative")
+    return number
+
+
+def _port(text: str) -> int:
+    number = int(text)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"{text!r} is not a TCP port (0-65535)")
+    return number
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _text(text: str) -> str:
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """One setting: its flag, its environment variables, its default and its parser."""
+
+    field: str
+    flag: str
+    default: str | None
+    parse: Callable[[str], Any]
+    help: str
+    env: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ("run",)
+
+
+_TUNING = ("run", "pull")
+
+#: The documented flags, in the order ``--help`` shows them. ``default`` is the text a user
+#: would type; ``None`` means "unset".
+FLAGS: tuple[Flag, ...] = (
+    Flag(
+        "node_name",
+        "--node-name",
+        None,
+        _text,
+        "Name of the node this agent runs on.",
+        ("NODE_NAME",),
+    ),
+    Flag(
+        "namespace",
+        "--namespace",
+        "ome",
+        _text,
+        "Namespace of the per-node ConfigMap (and of secrets for ClusterBaseModels).",
+        ("POD_NAMESPACE",),
+    ),
+    Flag(
+        "models_root_dir",
+        "--models-root-dir",
+        "/mnt/models",
+        _text,
+        "Directory under which models without spec.storage.path are stored.",
+        ("MODELS_ROOT_DIR",),
+    ),
+    Flag(
+        "temp_dir",
+        "--temp-dir",
+        None,
+        _text,
+        "Directory for partial downloads (default: beside each destination, same filesystem).",
+        ("MODEL_AGENT_TEMP_DIR",),
+        _TUNING,
+    ),
+    Flag(
+        "cleanup_temp",
+        "--cleanup-temp",
+        "true",
+        parse_bool,
+        "Remove leftovers of failed pulls from the temp directory.",
+        ("MODEL_AGENT_CLEANUP_TEMP",),
+        _TUNING,
+    ),
+    Flag(
+        "download_retry",
+        "--download-retry",
+        "3",
+        _non_negative_int,
+        "Retries of a failed file (network, 5xx, checksum) before the model fails.",
+        ("MODEL_AGENT_DOWNLOAD_RETRY",),
+        _TUNING,
+    ),
+    Flag(
+        "concurrency",
+        "--concurrency",
+        "4",
+        _positive_int,
+        "Files downloaded in parallel per model.",
+        ("MODEL_AGENT_CONCURRENCY",),
+        _TUNING,
+    ),
+    Flag(
+        "multipart_concurrency",
+        "--multipart-concurrency",
+        "4",
+        _positive_int,
+        "Ranged parts fetched in parallel per large file.",
+        ("MODEL_AGENT_MULTIPART_CONCURRENCY",),
+        _TUNING,
+    ),
+    Flag(
+        "multipart_threshold",
+        "--multipart-threshold",
+        "200Mi",
+        parse_size,
+        "Files at or above this size are split into ranged parts.",
+        ("MODEL_AGENT_MULTIPART_THRESHOLD",),
+        _TUNING,
+    ),
+    Flag(
+        "stall_timeout",
+        "--stall-timeout",
+        "60s",
+        parse_duration,
+        "A transfer with no bytes for this long is retried.",
+        ("MODEL_AGENT_STALL_TIMEOUT",),
+        _TUNING,
+    ),
+    Flag(
+        "num_download_worker",
+        "--num-download-worker",
+        "5",
+        _positive_int,
+        "Models downloaded in parallel.",
+        ("MODEL_AGENT_NUM_DOWNLOAD_WORKER",),
+    ),
+    Flag(
+        "node_label_retry",
+        "--node-label-retry",
+        "5",
+        _non_negative_int,
+        "Retries of a failed node-label patch.",
+        ("MODEL_AGENT_NODE_LABEL_RETRY",),
+    ),
+    Flag(
+        "max_concurrent_reconciles",
+        "--max-concurrent-reconciles",
+        "10",
+        _positive_int,
+        "Models whose events are processed at once (queued work beyond it waits).",
+        ("MODEL_AGENT_MAX_CONCURRENT_RECONCILES",),
+    ),
+    Flag(
+        "config_map_sync_interval",
+        "--config-map-sync-interval",
+        "30s",
+        parse_duration,
+        "At most one progress write per model per interval.",
+        ("MODEL_AGENT_CONFIG_MAP_SYNC_INTERVAL",),
+    ),
+    Flag(
+        "model_watch_resync_period",
+        "--model-watch-resync-period",
+        "10m",
+        parse_duration,
+        "Watch timeout after which model and node watches are reopened and re-listed.",
+        ("MODEL_AGENT_MODEL_WATCH_RESYNC_PERIOD",),
+    ),
+    Flag(
+        "port",
+        "--port",
+        "8080",
+        _port,
+        "Port of /healthz, /readyz, /livez and /metrics.",
+        ("MODEL_AGENT_PORT",),
+    ),
+    Flag(
+        "metrics_port",
+        "--metrics-port",
+        "8080",
+        _port,
+        "Port of /metrics (served on --port too).",
+        ("MODEL_AGENT_METRICS_PORT",),
+    ),
+    Flag(
+        "liveness_endpoint",
+        "--liveness-endpoint",
+        "http://0.0.0.0:8081/healthz",
+        _text,
+        "Kopf's liveness endpoint (the kubelet's livenessProbe target).",
+        ("MODEL_AGENT_LIVENESS_ENDPOINT",),
+    ),
+    Flag(
+        "write_spec",
+        "--write-spec",
+        "false",
+        parse_bool,
+        "Fill empty spec fields of the model CR from the analysis (merge patch).",
+        ("MODEL_AGENT_WRITE_SPEC",),
+    ),
+    Flag(
+        "log_level",
+        "--log-level",
+        "info",
+        _choice("debug", "info", "warning", "error"),
+        "Log level.",
+        ("MODEL_AGENT_LOG_LEVEL",),
+        ("run", "pull", "inspect", "gpu-shape"),
+    ),
+    Flag(
+        "log_format",
+        "--log-format",
+        "text",
+        _choice("text", "json"),
+        "Log format.",
+        ("MODEL_AGENT_LOG_FORMAT",),
+        ("run", "pull", "inspect", "gpu-shape"),
+    ),
+)
+
+_BY_FIELD = {flag.field: flag for flag in FLAGS}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The agent's whole configuration. Build it with ``resolve``."""
+
+    node_name: str | None = None
+    namespace: str = "ome"
+    models_root_dir: str = "/mnt/models"
+    temp_dir: str | None = None
+    cleanup_temp: bool = True
+    download_retry: int = 3
+    concurrency: int = 4
+    multipart_concurrency: int = 4
+    multipart_threshold: int = 200 * 1024**2
+    stall_timeout: float = 60.0
+    num_download_worker: int = 5
+    node_label_retry: int = 5
+    max_concurrent_reconciles: int = 10
+    config_map_sync_interval: float = 30.0
+    model_watch_resync_period: float = 600.0
+    port: int = 8080
+    metrics_port: int = 8080
+    liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
+    write_spec: bool = False
+    log_level: str = "info"
+    log_format: str = "text"
+    # Environment only (CONTRACT.md): secrets and maps that have no flag.
+    hf_token: str | None = dataclasses.field(default=None, repr=False)
+    hf_endpoint: str = "https://huggingface.co"
+    oci_config_file: str | None = None
+    instance_type_map: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def require_node_name(self) -> str:
+        if not self.node_name:
+            raise errors.ConfigError(
+                "--node-name is required: set the NODE_NAME environment variable "
+                "(spec.nodeName via the downward API) or pass --node-name"
+            )
+        return self.node_name
+
+
+def _parse_instance_type_map(text: str) -> dict[str, str]:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise errors.ConfigError(f"INSTANCE_TYPE_MAP is not valid JSON: {exc}") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise errors.ConfigError(
+            'INSTANCE_TYPE_MAP must be a JSON object of strings, e.g. {"BM.GPU.H100.8": "H100"}'
+        )
+    return value
+
+
+def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
+    """Build ``Settings`` from flag values (field name → text, or None when not given)
+    and the environment. Raises ``ConfigError`` naming the flag of a bad value."""
+    values: dict[str, Any] = {}
+    for field, flag in _BY_FIELD.items():
+        raw: str | None = flags.get(field)
+        source = flag.flag
+        if raw is None:
+            for env in flag.env:
+                if environ.get(env):
+                    raw, source = environ[env], f"{flag.flag} (from ${env})"
+                    break
+        if raw is None:
+            raw = flag.default
+        if raw is None:
+            continue
+        try:
+            values[field] = flag.parse(raw)
+        except ValueError as exc:
+            raise errors.ConfigError(f"invalid value for {source}: {exc}") from None
+    token = environ.get("HF_TOKEN") or environ.get("HUGGINGFACE_TOKEN")
+    if token:
+        values["hf_token"] = token
+    if environ.get("HF_ENDPOINT"):
+        values["hf_endpoint"] = environ["HF_ENDPOINT"].rstrip("/")
+    if environ.get("OCI_CONFIG_FILE"):
+        values["oci_config_file"] = environ["OCI_CONFIG_FILE"]
+    if environ.get("INSTANCE_TYPE_MAP"):
+        values["instance_type_map"] = _parse_instance_type_map(environ["INSTANCE_TYPE_MAP"])
+    return Settings(**values)
