@@ -4,6 +4,6 @@ Importing this package registers every handler with Kopf's default registry, so 
 ``model-agent run`` and ``kopf run -m handlers --standalone -A`` load the same set.
 """
 
-from handlers import lifecycle, models
+from handlers import lifecycle, models, probes
 
-__all__ = ["lifecycle", "models"]
+__all__ = ["lifecycle", "models", "probes"]

@@ -1,0 +1,1 @@
+"""Kopf liveness probes (``@kopf.on.probe``): worker health reported at the liveness endpoint."""

@@ -1,0 +1,139 @@
+"""Prometheus metrics of the agent: names and labels as OME registers them (CONTRACT.md).
+
+One ``Metrics`` object per agent, bound to a ``CollectorRegistry`` (tests pass a fresh one).
+Only the agent and the pipeline record; everything else reads ``/metrics``. A model is
+labelled by ``ModelLabels``: (model_type, namespace, name) with model_type ``BaseModel`` or
+``ClusterBaseModel`` and an empty namespace for cluster models.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import prometheus_client as prom
+
+__all__ = ["Metrics", "ModelLabels"]
+
+
+class ModelLabels(NamedTuple):
+    model_type: str
+    namespace: str
+    name: str
+
+
+_MODEL = ("model_type", "namespace", "name")
+
+
+class Metrics:
+    """Every metric the agent exposes. Method names are the recording API; keep them stable."""
+
+    def __init__(self, registry: prom.CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else prom.CollectorRegistry()
+        r = self.registry
+        self.downloads_success = prom.Counter(
+            "model_agent_downloads_success_total",
+            "Models downloaded and verified.",
+            _MODEL,
+            registry=r,
+        )
+        self.downloads_failed = prom.Counter(
+            "model_agent_downloads_failed_total",
+            "Model downloads that failed.",
+            (*_MODEL, "reason"),
+            registry=r,
+        )
+        self.verifications = prom.Counter(
+            "model_agent_verifications_total",
+            "File verifications by result.",
+            (*_MODEL, "result"),
+            registry=r,
+        )
+        self.md5_failed = prom.Counter(
+            "model_agent_md5_checksum_failed_total",
+            "Files whose checksum did not match.",
+            _MODEL,
+            registry=r,
+        )
+        self.rate_limits = prom.Counter(
+            "model_agent_rate_limit_total",
+            "Requests answered 429 by the storage.",
+            _MODEL,
+            registry=r,
+        )
+        self.download_duration = prom.Histogram(
+            "model_agent_download_duration_seconds",
+            "Time to download and verify a model.",
+            _MODEL,
+            registry=r,
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800),
+        )
+        self.verification_duration = prom.Histogram(
+            "model_agent_verification_duration_seconds",
+            "Time to verify a model's files.",
+            _MODEL,
+            registry=r,
+            buckets=(0.01, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+        )
+        self.download_bytes = prom.Counter(
+            "model_agent_download_bytes_total", "Bytes received from storage.", _MODEL, registry=r
+        )
+        self.rate_limit_wait = prom.Histogram(
+            "model_agent_rate_limit_wait_seconds",
+            "Time waited because of rate limiting.",
+            _MODEL,
+            registry=r,
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+        )
+        self.active_workers = prom.Gauge(
+            "model_agent_active_workers", "Model tasks running now.", registry=r
+        )
+        self.task_queue_depth = prom.Gauge(
+            "model_agent_task_queue_depth", "Model tasks waiting for a worker.", registry=r
+        )
+        self.configmap_operations = prom.Counter(
+            "model_agent_configmap_operations_total",
+            "ConfigMap writes by operation and result.",
+            ("operation", "result"),
+            registry=r,
+        )
+        self.in_progress_bytes = prom.Gauge(
+            "model_agent_download_in_progress_bytes",
+            "Bytes downloaded so far by a running pull.",
+            _MODEL,
+            registry=r,
+        )
+
+    # --- recording API --------------------------------------------------------------------
+
+    def download_succeeded(self, model: ModelLabels, *, seconds: float) -> None:
+        self.downloads_success.labels(*model).inc()
+        self.download_duration.labels(*model).observe(seconds)
+        self._forget_progress(model)
+
+    def download_failed(self, model: ModelLabels, *, reason: str) -> None:
+        self.downloads_failed.labels(*model, reason).inc()
+        self._forget_progress(model)
+
+    def verified(self, model: ModelLabels, *, result: str, seconds: float) -> None:
+        """``result``: ``success``, ``failure`` or ``size_only`` (no checksum was available)."""
+        self.verifications.labels(*model, result).inc()
+        self.verification_duration.labels(*model).observe(seconds)
+        if result == "failure":
+            self.md5_failed.labels(*model).inc()
+
+    def rate_limited(self, model: ModelLabels, *, wait_seconds: float) -> None:
+        self.rate_limits.labels(*model).inc()
+        self.rate_limit_wait.labels(*model).observe(wait_seconds)
+
+    def received(self, model: ModelLabels, nbytes: int) -> None:
+        self.download_bytes.labels(*model).inc(nbytes)
+        self.in_progress_bytes.labels(*model).inc(nbytes)
+
+    def configmap_operation(self, operation: str, result: str) -> None:
+        self.configmap_operations.labels(operation, result).inc()
+
+    def _forget_progress(self, model: ModelLabels) -> None:
+        try:
+            self.in_progress_bytes.remove(*model)
+        except KeyError:
+            pass
