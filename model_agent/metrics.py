@@ -4,13 +4,23 @@ One ``Metrics`` object per agent, bound to a ``CollectorRegistry`` (tests pass a
 Only the agent and the pipeline record; everything else reads ``/metrics``. A model is
 labelled by ``ModelLabels``: (model_type, namespace, name) with model_type ``BaseModel`` or
 ``ClusterBaseModel`` and an empty namespace for cluster models.
+
+Besides the OME names, the registry carries the Python process, platform and GC collectors,
+a model-size histogram with buckets up to terabytes, the event-loop lag, Kubernetes Event
+posting results, and the free/total bytes of the filesystems the agent writes to (read at
+scrape time), so alerts can fire before a disk fills.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import prometheus_client as prom
+from prometheus_client import metrics_core
+from prometheus_client import registry as prom_registry
 
 __all__ = ["Metrics", "ModelLabels"]
 
@@ -22,6 +32,46 @@ class ModelLabels(NamedTuple):
 
 
 _MODEL = ("model_type", "namespace", "name")
+
+#: Model sizes: from a 100 MB embedding model to a 2 TB checkpoint.
+SIZE_BUCKETS = tuple(
+    float(gb * 1000**3) for gb in (0.1, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+)
+
+
+class _FilesystemCollector(prom_registry.Collector):
+    """Free and total bytes of the watched filesystems, read with ``statvfs`` at scrape time."""
+
+    def __init__(self) -> None:
+        self._paths: set[str] = set()
+        self._lock = threading.Lock()
+
+    def watch(self, path: str) -> None:
+        with self._lock:
+            self._paths.add(path)
+
+    def collect(self) -> Iterator[metrics_core.Metric]:
+        free = metrics_core.GaugeMetricFamily(
+            "model_agent_filesystem_free_bytes",
+            "Bytes available to the agent on the filesystem of a models or temp directory.",
+            labels=["path"],
+        )
+        size = metrics_core.GaugeMetricFamily(
+            "model_agent_filesystem_size_bytes",
+            "Total bytes of the filesystem of a models or temp directory.",
+            labels=["path"],
+        )
+        with self._lock:
+            paths = sorted(self._paths)
+        for path in paths:
+            try:
+                st = os.statvfs(path)
+            except OSError:
+                continue  # a missing root is /healthz's business, not a scrape error
+            free.add_metric([path], st.f_bavail * st.f_frsize)
+            size.add_metric([path], st.f_blocks * st.f_frsize)
+        yield free
+        yield size
 
 
 class Metrics:
@@ -102,12 +152,48 @@ class Metrics:
             _MODEL,
             registry=r,
         )
+        # --- additions beyond OME's names (kept stable too) ---
+        self.model_size = prom.Histogram(
+            "model_agent_model_size_bytes",
+            "Size of each model downloaded and verified.",
+            ("model_type",),
+            registry=r,
+            buckets=SIZE_BUCKETS,
+        )
+        self.events = prom.Counter(
+            "model_agent_events_total",
+            "Kubernetes Events about models: posted, deduplicated, rate_limited or failed.",
+            ("reason", "result"),
+            registry=r,
+        )
+        self.loop_lag = prom.Gauge(
+            "model_agent_event_loop_lag_seconds",
+            "Latest measured delay of the asyncio event loop.",
+            registry=r,
+        )
+        self.last_success = prom.Gauge(
+            "model_agent_last_success_timestamp_seconds",
+            "Unix time of the last model that became Ready on this node.",
+            registry=r,
+        )
+        self._filesystems = _FilesystemCollector()
+        r.register(self._filesystems)
+        prom.ProcessCollector(registry=r)
+        prom.PlatformCollector(registry=r)
+        prom.GCCollector(registry=r)
 
     # --- recording API --------------------------------------------------------------------
 
-    def download_succeeded(self, model: ModelLabels, *, seconds: float) -> None:
+    def download_succeeded(
+        self, model: ModelLabels, *, seconds: float, nbytes: int | None = None
+    ) -> None:
+        """A model is downloaded and verified; ``nbytes`` (its total size) feeds the
+        size histogram when given."""
         self.downloads_success.labels(*model).inc()
         self.download_duration.labels(*model).observe(seconds)
+        if nbytes is not None:
+            self.model_size.labels(model.model_type).observe(nbytes)
+        self.last_success.set_to_current_time()
         self._forget_progress(model)
 
     def download_failed(self, model: ModelLabels, *, reason: str) -> None:
@@ -131,6 +217,17 @@ class Metrics:
 
     def configmap_operation(self, operation: str, result: str) -> None:
         self.configmap_operations.labels(operation, result).inc()
+
+    def event_recorded(self, reason: str, result: str) -> None:
+        """``result``: ``posted``, ``deduplicated``, ``rate_limited`` or ``failed``."""
+        self.events.labels(reason, result).inc()
+
+    def loop_lag_observed(self, seconds: float) -> None:
+        self.loop_lag.set(seconds)
+
+    def watch_filesystem(self, path: str) -> None:
+        """Expose free/total bytes of ``path``'s filesystem (models root, temp dir)."""
+        self._filesystems.watch(path)
 
     def _forget_progress(self, model: ModelLabels) -> None:
         try:
