@@ -1,0 +1,9 @@
+"""Model analysis, pure: what a model is, from the bytes of its config files and safetensors
+headers.
+
+Modules: ``safetensors`` (header and index parsing, dtype-aware parameter counting),
+``config`` (table-driven config.json facts per model family), ``capabilities`` (OME's
+capability vocabulary), ``formatting`` (OME's parameter-size strings), ``report`` (the ConfigMap
+``config`` object). Nothing here touches the disk or the network: ``model_agent.inspection``
+reads the files (headers only, with size caps) and hands the bytes in.
+"""
