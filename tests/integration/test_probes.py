@@ -1,0 +1,154 @@
+"""Kopf's liveness endpoint serving handlers/probes.py, scraped with a real aiohttp client.
+
+Kopf's own health reporter (the code behind ``--liveness-endpoint``) runs with the default
+registry that ``import handlers`` fills, so the probes are exercised exactly as registered.
+Covers: 200 with ``starting`` before the agent exists (memo without an agent); 200 with queue
+depth, active workers and last success (a datetime, made JSON-safe) from ``agent.health()``,
+sync or async; non-200 when the agent reports itself unhealthy; non-200 when the wired livez
+check fails because a worker crashed, and because the event loop was really blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import kopf
+import pytest
+from kopf._core.engines import probing
+from kopf._core.intents import registries
+
+import handlers  # noqa: F401  (registers the probes with Kopf's default registry)
+from handlers import probes
+from model_agent import health
+
+
+class StubAgent:
+    """Stands in for H6's Agent: only ``health()`` matters to the probes."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        self.report = report
+
+    def health(self) -> dict[str, Any]:
+        return self.report
+
+
+class AsyncStubAgent(StubAgent):
+    async def health(self) -> dict[str, Any]:  # type: ignore[override]
+        return self.report
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def liveness(memo: kopf.Memo) -> AsyncIterator[str]:
+    url = f"http://127.0.0.1:{free_port()}/healthz"
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        probing.health_reporter(
+            url,
+            memo=memo,
+            indices={},
+            registry=registries.get_default_registry(),
+            settings=kopf.OperatorSettings(),
+            ready_flag=ready,
+        )
+    )
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        yield url
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def get(url: str) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as response,
+    ):
+        body = await response.text()
+        if response.content_type == "application/json":
+            return response.status, json.loads(body)
+        return response.status, body
+
+
+async def test_liveness_is_200_and_says_starting_when_memo_has_no_agent() -> None:
+    async with liveness(kopf.Memo()) as url:
+        status, body = await get(url)
+    assert status == 200
+    assert body == {"agent": {"agent": "starting"}, "livez": "not wired"}
+
+
+@pytest.mark.parametrize("agent_class", [StubAgent, AsyncStubAgent])
+async def test_liveness_reports_queue_depth_workers_and_last_success(
+    agent_class: type[StubAgent],
+) -> None:
+    last = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    agent = agent_class({"queue_depth": 3, "active_workers": 2, "last_success": last})
+    async with liveness(kopf.Memo(agent=agent)) as url:
+        status, body = await get(url)
+    assert status == 200
+    assert body["agent"] == {
+        "queue_depth": 3,
+        "active_workers": 2,
+        "last_success": "2026-01-02T03:04:05+00:00",
+    }
+
+
+async def test_liveness_is_not_200_when_the_agent_reports_unhealthy() -> None:
+    agent = StubAgent({"healthy": False, "reason": "informer stopped", "queue_depth": 0})
+    async with liveness(kopf.Memo(agent=agent)) as url:
+        status, _ = await get(url)
+    assert status >= 500
+
+
+async def test_liveness_is_not_200_when_a_worker_crashed() -> None:
+    async def crashing() -> None:
+        raise RuntimeError("boom")
+
+    task = asyncio.create_task(crashing(), name="worker-3")
+    await asyncio.gather(task, return_exceptions=True)
+    checks = health.HealthChecks(livez=health.workers_alive(lambda: [task]))
+    memo = kopf.Memo(agent=StubAgent({"queue_depth": 0}), **{probes.HEALTH_CHECKS_KEY: checks})
+    async with liveness(memo) as url:
+        status, _ = await get(url)
+    assert status >= 500
+
+
+async def test_liveness_is_not_200_after_the_event_loop_was_blocked() -> None:
+    monitor = health.LoopLagMonitor(interval=0.02, threshold=0.3, window=5.0)
+    monitor.start()
+    checks = health.HealthChecks(livez=monitor.check)
+    memo = kopf.Memo(agent=StubAgent({"queue_depth": 0}), **{probes.HEALTH_CHECKS_KEY: checks})
+    try:
+        async with liveness(memo) as url:
+            time.sleep(1.0)  # noqa: ASYNC251  (a real blocking call in the loop)
+            status, _ = await get(url)
+    finally:
+        await monitor.stop()
+    assert status >= 500
+
+
+async def test_liveness_is_200_with_a_healthy_livez_check() -> None:
+    monitor = health.LoopLagMonitor(interval=0.02, threshold=2.0, window=5.0)
+    monitor.start()
+    checks = health.HealthChecks(livez=monitor.check)
+    memo = kopf.Memo(agent=StubAgent({"queue_depth": 0}), **{probes.HEALTH_CHECKS_KEY: checks})
+    try:
+        async with liveness(memo) as url:
+            status, body = await get(url)
+    finally:
+        await monitor.stop()
+    assert status == 200 and body["livez"].startswith("event loop lag")
