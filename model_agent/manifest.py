@@ -1,0 +1,126 @@
+"""Completion manifests: the record that a destination holds a verified model.
+
+One JSON file per destination, at ``<state_dir>/manifests/<digest of the destination>.json``,
+outside the model directory: the request it answered (a digest of URI and filters, never the
+token), the pinned revision, every file with size, mtime and digest, and the analysis
+(``config``). ``matches_disk`` checks sizes and mtimes only: a restart of a complete model
+costs one ``stat`` per file, no download and no hashing.
+
+Owns reading and writing manifests; must not download or hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["Entry", "Manifest", "forget", "load", "manifest_path", "matches_disk", "save"]
+
+_VERSION = 1
+_MAX_BYTES = 64 * 1024**2
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    path: str
+    size: int
+    mtime_ns: int
+    checksum: str | None  # "<algorithm>:<hex>" or None when only the size was checked
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Manifest:
+    destination: str
+    uri: str
+    request_key: str
+    revision: str
+    files: tuple[Entry, ...]
+    config: Mapping[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": _VERSION,
+            "destination": self.destination,
+            "uri": self.uri,
+            "requestKey": self.request_key,
+            "revision": self.revision,
+            "files": [dataclasses.asdict(e) for e in self.files],
+            "config": self.config,
+        }
+
+
+def _key(destination: pathlib.Path) -> str:
+    return os.path.abspath(destination)
+
+
+def manifest_path(destination: pathlib.Path, *, state_dir: pathlib.Path) -> pathlib.Path:
+    digest = hashlib.sha256(_key(destination).encode()).hexdigest()[:32]
+    return state_dir / "manifests" / f"{digest}.json"
+
+
+def save(manifest: Manifest, *, state_dir: pathlib.Path) -> pathlib.Path:
+    """Write atomically (temp name, fsync, rename); returns the manifest's path."""
+    path = manifest_path(pathlib.Path(manifest.destination), state_dir=state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(manifest.to_json(), handle, separators=(",", ":"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def load(destination: pathlib.Path, *, state_dir: pathlib.Path) -> Manifest | None:
+    """The manifest of ``destination``, or None when absent, unreadable or for another path."""
+    path = manifest_path(destination, state_dir=state_dir)
+    try:
+        if path.stat().st_size > _MAX_BYTES:
+            return None
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if raw.get("version") != _VERSION or raw.get("destination") != _key(destination):
+            return None
+        files = tuple(
+            Entry(str(f["path"]), int(f["size"]), int(f["mtime_ns"]), f.get("checksum"))
+            for f in raw["files"]
+        )
+        config = raw.get("config")
+        return Manifest(
+            destination=raw["destination"],
+            uri=str(raw["uri"]),
+            request_key=str(raw["requestKey"]),
+            revision=str(raw["revision"]),
+            files=files,
+            config=config if isinstance(config, dict) else None,
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def matches_disk(manifest: Manifest) -> bool:
+    """Every file of the manifest exists with the recorded size and mtime (no hashing)."""
+    root = pathlib.Path(manifest.destination)
+    for entry in manifest.files:
+        try:
+            stat = os.stat(root / entry.path)
+        except OSError:
+            return False
+        if stat.st_size != entry.size or stat.st_mtime_ns != entry.mtime_ns:
+            return False
+    return True
+
+
+def forget(destination: pathlib.Path, *, state_dir: pathlib.Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        manifest_path(destination, state_dir=state_dir).unlink()
