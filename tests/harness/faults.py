@@ -69,9 +69,7 @@ class RequestLog(list[RequestRecord]):
 
     def bytes_served(self, path_glob: str = "*") -> int:
         """File bytes sent (data requests only) for files or URL paths matching ``path_glob``."""
-        return sum(
-            r.bytes_sent for r in list(self) if r.kind == "data" and _matches(r, path_glob)
-        )
+        return sum(r.bytes_sent for r in list(self) if r.kind == "data" and _matches(r, path_glob))
 
     def matching(self, path_glob: str = "*", *, kind: str | None = None) -> list[RequestRecord]:
         return [

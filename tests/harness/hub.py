@@ -254,8 +254,9 @@ class LocalHub(faults_mod.ServerBase):
             return _error(request, 404, "RevisionNotFound", "Invalid rev id: " + revision[:100])
         return repo, repo.commits[sha]
 
-    def _failure(self, request: web.Request, names: list[str], kind: str) -> \
-            web.StreamResponse | None:
+    def _failure(
+        self, request: web.Request, names: list[str], kind: str
+    ) -> web.StreamResponse | None:
         plan = self.faults.plan(names, kind)
         if plan.fail_status is None:
             return None
@@ -280,7 +281,9 @@ class LocalHub(faults_mod.ServerBase):
                 sibling.update(size=f.size, blobId=f.git_oid)
                 if f.lfs:
                     sibling["lfs"] = {
-                        "sha256": f.sha256, "size": f.size, "pointerSize": f.pointer_size
+                        "sha256": f.sha256,
+                        "size": f.size,
+                        "pointerSize": f.pointer_size,
                     }
             siblings.append(sibling)
         body = {
@@ -326,8 +329,7 @@ class LocalHub(faults_mod.ServerBase):
             headers["Link"] = f'<{next_url}>; rel="next"'
         return _json(request, page, headers)
 
-    async def _resolve_file(self, request: web.Request, match: re.Match[str]) -> \
-            web.StreamResponse:
+    async def _resolve_file(self, request: web.Request, match: re.Match[str]) -> web.StreamResponse:
         repo_id, revision = _unquote(match["repo"]), _unquote(match["rev"])
         path = _unquote(match["path"])
         record = request[faults_mod.RECORD]
@@ -346,13 +348,15 @@ class LocalHub(faults_mod.ServerBase):
             if failed := self._failure(request, names, "meta"):
                 return failed
             location = self._cdn_url(repo_id, commit.sha, path)
-            headers.update({
-                "X-Linked-Etag": f'"{hub_file.sha256}"',
-                "X-Linked-Size": str(hub_file.size),
-                "ETag": f'"{hub_file.git_oid}"',
-                "Location": location,
-                "Content-Type": "text/plain; charset=utf-8",
-            })
+            headers.update(
+                {
+                    "X-Linked-Etag": f'"{hub_file.sha256}"',
+                    "X-Linked-Size": str(hub_file.size),
+                    "ETag": f'"{hub_file.git_oid}"',
+                    "Location": location,
+                    "Content-Type": "text/plain; charset=utf-8",
+                }
+            )
             body = f"Found. Redirecting to {location}".encode()
             return web.Response(status=302, headers=headers, body=body)
         headers["ETag"] = f'"{hub_file.git_oid}"'
@@ -394,22 +398,33 @@ class LocalHub(faults_mod.ServerBase):
         plan = self.faults.plan(names, record.kind, has_range=range_header is not None)
         if plan.fail_status is not None:
             return _error(
-                request, plan.fail_status, None, "injected failure",
+                request,
+                plan.fail_status,
+                None,
+                "injected failure",
                 faults_mod.error_headers(plan),
             )
         headers = {**headers, "Content-Type": "application/octet-stream"}
         size = hub_file.size
         span = None if plan.ignore_range else faults_mod.parse_range(range_header, size)
         if span == "invalid":
-            return _error(request, 416, None, "Range Not Satisfiable",
-                          {"Content-Range": f"bytes */{size}"})
+            return _error(
+                request, 416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{size}"}
+            )
         status, start, end = 200, 0, size
         if span is not None:
             status, (start, end) = 206, span
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         return await faults_mod.stream_body(
-            request, status=status, headers=headers, source=hub_file.source,
-            start=start, end=end, plan=plan, faults=self.faults, record=record,
+            request,
+            status=status,
+            headers=headers,
+            source=hub_file.source,
+            start=start,
+            end=end,
+            plan=plan,
+            faults=self.faults,
+            record=record,
         )
 
 
@@ -421,7 +436,7 @@ def _tree_entries(commit: _Commit, base: str, *, recursive: bool) -> list[dict[s
     directories: set[str] = set()
     entries: dict[str, dict[str, Any]] = {}
     for f in files:
-        rest = f.path[len(prefix):]
+        rest = f.path[len(prefix) :]
         parts = rest.split("/")
         for depth in range(1, len(parts)):
             directories.add(prefix + "/".join(parts[:depth]))
@@ -432,7 +447,7 @@ def _tree_entries(commit: _Commit, base: str, *, recursive: bool) -> list[dict[s
             entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": f.pointer_size}
         entries[f.path] = entry
     for d in directories:
-        if recursive or "/" not in d[len(prefix):]:
+        if recursive or "/" not in d[len(prefix) :]:
             oid = hashlib.sha1(f"tree {d}".encode(), usedforsecurity=False).hexdigest()
             entries[d] = {"type": "directory", "oid": oid, "size": 0, "path": d}
     return [entries[p] for p in sorted(entries)]
@@ -453,10 +468,13 @@ def _unquote(value: str) -> str:
     return urllib.parse.unquote(value)
 
 
-def _json(request: web.Request, body: Any, headers: Mapping[str, str] | None = None) -> \
-        web.Response:
+def _json(
+    request: web.Request, body: Any, headers: Mapping[str, str] | None = None
+) -> web.Response:
     return web.Response(
-        status=200, body=json.dumps(body).encode(), content_type="application/json",
+        status=200,
+        body=json.dumps(body).encode(),
+        content_type="application/json",
         headers=headers,
     )
 
@@ -474,7 +492,9 @@ def _error(
     body = b"" if request.method == "HEAD" else json.dumps({"error": message}).encode()
     request[faults_mod.RECORD].status = status
     return web.Response(
-        status=status, body=body, headers=headers,
+        status=status,
+        body=body,
+        headers=headers,
         content_type=None if request.method == "HEAD" else "application/json",
     )
 

@@ -75,7 +75,10 @@ async def test_hf_hub_download_by_commit_and_by_tag(
 
     def fetch(revision: str, folder: str) -> bytes:
         path = huggingface_hub.hf_hub_download(
-            "org/model", "model.safetensors", revision=revision, endpoint=hf_hub.endpoint,
+            "org/model",
+            "model.safetensors",
+            revision=revision,
+            endpoint=hf_hub.endpoint,
             cache_dir=tmp_path / folder,
         )
         return pathlib.Path(path).read_bytes()
@@ -96,9 +99,10 @@ async def test_model_info_and_tree_report_sizes_oids_and_lfs_hashes(
     assert siblings["model.safetensors"].lfs is not None
     assert siblings["model.safetensors"].lfs.sha256 == _sha(LFS)
     assert siblings["config.json"].lfs is None
-    assert siblings["config.json"].blob_id == hashlib.sha1(
-        b"blob %d\0" % len(SMALL) + SMALL, usedforsecurity=False
-    ).hexdigest()
+    assert (
+        siblings["config.json"].blob_id
+        == hashlib.sha1(b"blob %d\0" % len(SMALL) + SMALL, usedforsecurity=False).hexdigest()
+    )
     tree = await asyncio.to_thread(
         lambda: list(api.list_repo_tree("org/model", recursive=True, revision=sha))
     )
@@ -164,8 +168,7 @@ async def test_protected_repo_needs_the_token_which_never_reaches_the_cdn(
     expected = hf_errors.GatedRepoError if gated else hf_errors.RepositoryNotFoundError
     with pytest.raises(expected):
         await asyncio.to_thread(_download, hf_hub, tmp_path, repo_id="org/secret", token="wrong")
-    target = await asyncio.to_thread(_download, hf_hub, tmp_path, repo_id="org/secret",
-                                     token=TOKEN)
+    target = await asyncio.to_thread(_download, hf_hub, tmp_path, repo_id="org/secret", token=TOKEN)
     assert (target / "model.safetensors").read_bytes() == LFS
     cdn = [r for r in hf_hub.log if r.host.startswith(hub_mod.CDN_HOST)]
     assert cdn, "the LFS files came from the CDN host"
@@ -218,8 +221,9 @@ async def test_corruption_knob_changes_the_bytes_the_client_writes(
     assert (target / "config.json").read_bytes() == SMALL
 
 
-async def _get(session: aiohttp.ClientSession, url: str, **headers: str) -> tuple[
-        int, dict[str, str], bytes | Exception]:
+async def _get(
+    session: aiohttp.ClientSession, url: str, **headers: str
+) -> tuple[int, dict[str, str], bytes | Exception]:
     async with session.get(url, headers=headers) as response:
         try:
             body: bytes | Exception = await response.read()
