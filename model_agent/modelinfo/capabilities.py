@@ -9,6 +9,8 @@ to ``IMAGE_TEXT_TO_TEXT`` for class names without "image", such as ``FluxPipelin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from model_agent.modelinfo import config
 
 __all__ = [
@@ -46,10 +48,12 @@ AUDIO_TO_AUDIO = "AUDIO_TO_AUDIO"
 _IMAGE_INPUT = ("imageedit", "edit", "pix2pix", "img2img", "inpaint", "controlnet", "kontext")
 
 
-def for_diffusers(class_name: str) -> list[str]:
-    """Capabilities of a diffusers pipeline, from its class name."""
+def for_diffusers(class_name: str, component_types: Sequence[str] = ()) -> list[str]:
+    """Capabilities of a diffusers pipeline, from its class name and, for names that say
+    nothing (``WanPipeline``, ``LTXPipeline``), its components (a ``...3DModel`` makes video)."""
     name = class_name.lower()
-    if "video" in name or "t2v" in name or "i2v" in name:
+    three_d = any("3d" in t.lower() for t in component_types)
+    if "video" in name or "t2v" in name or "i2v" in name or three_d:
         image_input = any(h in name for h in ("imagetovideo", "image2video", "i2v", "img2vid"))
         return [IMAGE_TEXT_TO_VIDEO if image_input else TEXT_TO_VIDEO]
     if "audio" in name:

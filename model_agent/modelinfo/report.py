@@ -183,7 +183,9 @@ def diffusers_config(
     context and dtype from its text encoder."""
     dtype = torch_dtype or _dominant_dtype(count)
     params, size, source = _parameters(count, 0, dtype, None)
-    caps = capabilities.for_diffusers(facts.class_name)
+    caps = capabilities.for_diffusers(
+        facts.class_name, [cls for _, cls in facts.components.values()]
+    )
     image_input = caps[0] in (capabilities.IMAGE_TEXT_TO_IMAGE, capabilities.IMAGE_TEXT_TO_VIDEO)
     decoded = _decoded(
         model_type="diffusers",
