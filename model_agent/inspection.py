@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Any
+from typing import Any, BinaryIO
 
 from model_agent import errors
 from model_agent.modelinfo import config as configs
@@ -41,15 +41,28 @@ _SEARCH_DEPTH = 3
 _SEARCH_MAX_DIRS = 2000
 
 
+def _read_exact(file: BinaryIO, count: int) -> bytes:
+    """Up to ``count`` bytes from an unbuffered file: never more is read from the disk, and
+    the buffer allocated is at most ``count`` bytes (already checked against the file size)."""
+    chunks, remaining = [], count
+    while remaining > 0:
+        chunk = file.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
 def _read_capped(path: pathlib.Path, limit: int) -> bytes:
     try:
-        with path.open("rb") as file:
+        with path.open("rb", buffering=0) as file:
             size = os.fstat(file.fileno()).st_size
             if size > limit:
                 raise errors.ModelInfoError(
                     f"{path}: {size} bytes, larger than the {limit}-byte limit for this file"
                 )
-            data = file.read(limit + 1)
+            data = _read_exact(file, size + 1)
     except OSError as exc:
         raise errors.ModelInfoError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if len(data) > limit:  # grew while we read it
@@ -97,11 +110,11 @@ def find_config(root: pathlib.Path, name: str = CONFIG_NAME) -> pathlib.Path | N
 def read_header(path: pathlib.Path) -> safetensors.Header:
     """Read and validate one file's safetensors header: at most 8 + header-length bytes."""
     try:
-        with path.open("rb") as file:
+        with path.open("rb", buffering=0) as file:
             size = os.fstat(file.fileno()).st_size
-            prefix = file.read(safetensors.PREFIX_BYTES)
+            prefix = _read_exact(file, safetensors.PREFIX_BYTES)
             length = safetensors.header_length(prefix, source=str(path), file_size=size)
-            data = file.read(length)
+            data = _read_exact(file, length)
     except OSError as exc:
         raise errors.ModelInfoError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if len(data) != length:
