@@ -11,13 +11,14 @@ problem raises ``errors.ModelInfoError`` naming the file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 from typing import Any, BinaryIO
 
 from model_agent import errors
 from model_agent.modelinfo import config as configs
-from model_agent.modelinfo import report, safetensors
+from model_agent.modelinfo import report, safetensors, tensorrt
 
 __all__ = [
     "CONFIG_MAX_BYTES",
@@ -191,6 +192,9 @@ def inspect_directory(path: pathlib.Path) -> dict[str, Any]:
             f"{root}: not a model folder: no {CONFIG_NAME} or {MODEL_INDEX_NAME} found"
         )
     raw = _load(config_path)
+    trt_version: str | None = None
+    if tensorrt.is_tensorrt_llm(raw):
+        raw, trt_version = tensorrt.to_transformers(raw)
     if not raw.get("model_type") and not raw.get("architectures"):
         raise errors.ModelInfoError(
             f"{config_path}: neither 'model_type' nor 'architectures': not a model config"
@@ -200,5 +204,13 @@ def inspect_directory(path: pathlib.Path) -> dict[str, Any]:
         root / SENTENCE_TRANSFORMERS_NAME
     ).is_file()
     facts = configs.model_facts(raw, sentence_transformers=sentence)
+    if trt_version is not None:
+        facts = dataclasses.replace(
+            facts,
+            format_name=tensorrt.FORMAT,
+            format_version=trt_version,
+            framework_name=tensorrt.FORMAT,
+            framework_version=trt_version,
+        )
     bits = facts.quantization.bits if facts.quantization and facts.quantization.bits else 4
     return report.transformers_config(facts, read_weights(folder, int_bits=bits))

@@ -206,6 +206,11 @@ class ModelFacts:
     num_attention_heads: int
     num_kv_heads: int
     tied_embeddings: bool
+    #: What the ConfigMap's modelFormat / modelFramework say; TensorRT-LLM folders differ.
+    format_name: str = "safetensors"
+    format_version: str = "1.0.0"
+    framework_name: str = "transformers"
+    framework_version: str = ""
 
     @property
     def is_moe(self) -> bool:

@@ -156,13 +156,20 @@ def transformers_config(
         decoded["num_experts"] = facts.num_experts
         if facts.experts_per_token:
             decoded["num_experts_per_token"] = facts.experts_per_token
-    framework = _omit_empty({"name": "transformers", "version": facts.transformers_version})
+    framework = _omit_empty(
+        {
+            "name": facts.framework_name,
+            "version": facts.framework_version or facts.transformers_version,
+        }
+    )
     return _omit_empty(
         {
             "modelType": facts.model_type,
             "modelArchitecture": facts.architecture,
             "modelFramework": framework,
-            "modelFormat": {"name": "safetensors", "version": SAFETENSORS_FORMAT_VERSION},
+            "modelFormat": _omit_empty(
+                {"name": facts.format_name, "version": facts.format_version}
+            ),
             "modelParameterSize": formatting.format_parameter_count(params) if params else "",
             "maxTokens": facts.context_length,
             "modelCapabilities": capabilities.for_model(facts),

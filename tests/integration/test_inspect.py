@@ -167,6 +167,41 @@ def test_a_diffusers_pipeline_sums_its_components_once(tmp_path: pathlib.Path) -
     assert decoded["torch_dtype"] == "float16"
 
 
+def test_a_tensorrt_llm_engine_in_a_shape_folder_is_analysed(tmp_path: pathlib.Path) -> None:
+    engine = tmp_path / "H100"
+    engine.mkdir()
+    (engine / "config.json").write_text(
+        json.dumps(
+            {
+                "version": "0.15.0",
+                "pretrained_config": {
+                    "architecture": "Qwen2ForCausalLM",
+                    "dtype": "float16",
+                    "hidden_size": 896,
+                    "num_hidden_layers": 24,
+                    "num_attention_heads": 14,
+                    "num_key_value_heads": 2,
+                    "intermediate_size": 4864,
+                    "vocab_size": 151936,
+                    "max_position_embeddings": 32768,
+                    "quantization": {"quant_algo": "W4A16_AWQ"},
+                },
+                "build_config": {"max_seq_len": 8192},
+            }
+        )
+    )
+    (engine / "rank0.engine").write_bytes(b"\0" * 64)
+    result = inspection.inspect_directory(tmp_path)
+    assert result["modelType"] == "qwen2"
+    assert result["modelArchitecture"] == "Qwen2ForCausalLM"
+    assert result["modelFormat"] == {"name": "tensorrtllm", "version": "0.15.0"}
+    assert result["maxTokens"] == 8192
+    assert result["quantization"] == "int4"
+    decoded = result["decodedModelConfiguration"]
+    assert decoded["parameter_count_source"] == "config-estimate"
+    assert "parameter_count_exact" not in decoded
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 
