@@ -21,14 +21,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import pathlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from model_agent import errors, manifest, metrics, planning, settings, uris, verify
-from model_agent.download import engine, staging
+from model_agent import errors, manifest, metrics, planning, settings, uris
+from model_agent.download import engine, files, staging
 from model_agent.storage import base
 
 __all__ = [
@@ -42,8 +41,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("model_agent.pipeline")
-
-_PROGRESS_INTERVAL = 0.5
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -61,14 +58,7 @@ class PullRequest:
     config_key: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class Progress:
-    phase: str  # "scanning" | "downloading" | "finalizing"
-    total_bytes: int
-    completed_bytes: int
-    total_files: int
-    completed_files: int
-    speed_bytes_per_sec: float
+Progress = files.Progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,44 +97,6 @@ def request_key(request: PullRequest) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-class _Tracker:
-    """Byte and file counters, the speed estimate and the throttled progress callback."""
-
-    def __init__(self, callback: Callable[[Progress], None] | None) -> None:
-        self._callback = callback
-        self.phase = "scanning"
-        self.total_bytes = self.completed_bytes = self.received = 0
-        self.total_files = self.completed_files = 0
-        self._window: tuple[float, int] = (time.monotonic(), 0)
-        self._speed = 0.0
-        self._emitted = 0.0
-
-    def add(self, nbytes: int) -> None:
-        self.received += nbytes
-        self.completed_bytes += nbytes
-        self.emit()
-
-    def emit(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        started, base_bytes = self._window
-        if now - started >= 1.0:
-            self._speed = (self.received - base_bytes) / (now - started)
-            self._window = (now, self.received)
-        if self._callback is None or (not force and now - self._emitted < _PROGRESS_INTERVAL):
-            return
-        self._emitted = now
-        self._callback(
-            Progress(
-                self.phase,
-                self.total_bytes,
-                min(self.completed_bytes, self.total_bytes),
-                self.total_files,
-                self.completed_files,
-                round(self._speed, 1),
-            )
-        )
-
-
 def _backend(request: PullRequest, config: settings.Settings) -> base.Backend:
     parsed = uris.parse(request.uri)
     if parsed.scheme == "hf":
@@ -153,6 +105,12 @@ def _backend(request: PullRequest, config: settings.Settings) -> base.Backend:
         token = request.parameters.get("token") or request.token or config.hf_token
         endpoint = request.parameters.get("endpoint") or config.hf_endpoint
         return huggingface.HuggingFaceBackend(request.uri, endpoint=endpoint, token=token)
+    if parsed.scheme == "oci":
+        from model_agent.storage import oci
+
+        return oci.OCIBackend(
+            request.uri, parameters=request.parameters, config_file=config.oci_config_file
+        )
     raise errors.UnsupportedStorageError(
         f"model-agent pull does not download {parsed.scheme}:// sources yet ({request.uri})"
     )
@@ -178,131 +136,6 @@ def _select(request: PullRequest, plan: base.Plan) -> list[base.RemoteFile]:
     if not files:
         raise errors.NotFoundError(f"no files to download from {request.uri} after filtering")
     return files
-
-
-def _final_path(destination: pathlib.Path, name: str) -> pathlib.Path:
-    final = destination / planning.safe_relative_path(name)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    root = os.path.realpath(destination)
-    if os.path.commonpath([root, os.path.realpath(final.parent)]) != root:
-        raise errors.UnsafePathError(f"{name} would be written outside {destination}")
-    return final
-
-
-class _Run:
-    """State of one slow-path pull."""
-
-    def __init__(
-        self,
-        request: PullRequest,
-        config: settings.Settings,
-        stage: staging.Staging,
-        fetcher: engine.Engine,
-        tracker: _Tracker,
-        recorder: metrics.Metrics | None,
-    ) -> None:
-        self.request, self.config, self.stage = request, config, stage
-        self.fetcher, self.tracker, self.recorder = fetcher, tracker, recorder
-        self.verifier = verify.Verifier(parallel=2)
-        self.slots = asyncio.Semaphore(config.concurrency)
-        self.same_fs = stage.same_filesystem()
-        self.entries: list[manifest.Entry] = []
-
-    def _verified(self, result: str, seconds: float) -> None:
-        labels = self.request.metrics_labels
-        if self.recorder is not None and labels is not None:
-            self.recorder.verified(labels, result=result, seconds=seconds)
-
-    async def _adopt(self, file: base.RemoteFile, final: pathlib.Path) -> bool:
-        """Keep a file already at its final path when its size and digest match."""
-        expected = file.checksum
-        try:
-            size = (await asyncio.to_thread(os.stat, final)).st_size
-            if expected is None or size != file.size:
-                return False
-            await self.verifier.verify(final, name=file.path, size=file.size, expected=expected)
-        except (OSError, errors.ChecksumMismatchError):
-            return False
-        log.info("verification passed (already in place)", extra={"file": file.path})
-        return True
-
-    async def file(self, file: base.RemoteFile) -> None:
-        destination = self.request.destination
-        final = await asyncio.to_thread(_final_path, destination, file.path)
-        expected = file.checksum
-        if await self._adopt(file, final):
-            self.tracker.completed_bytes += file.size
-        else:
-            attempts = self.config.download_retry + 1
-            for attempt in range(1, attempts + 1):
-                staged = await asyncio.to_thread(
-                    self.stage.stage, path=file.path, size=file.size, identity=file.identity
-                )
-                async with self.slots:
-                    if not staged.done:
-                        log.info(
-                            "downloading file %s (%d bytes, %d already staged)",
-                            file.path,
-                            file.size,
-                            staged.completed_bytes,
-                            extra={"file": file.path, "bytes": file.size},
-                        )
-                        await self.fetcher.fetch(file, staged)
-                try:
-                    outcome = await self.verifier.verify(
-                        staged.temp_path, name=file.path, size=file.size, expected=expected
-                    )
-                except errors.ChecksumMismatchError as exc:
-                    self._verified("failure", 0.0)
-                    log.warning(
-                        "verification failed (attempt %d of %d): %s",
-                        attempt,
-                        attempts,
-                        exc,
-                        extra={"file": file.path},
-                    )
-                    await asyncio.to_thread(staged.discard)
-                    self.tracker.completed_bytes -= file.size
-                    if attempt == attempts:
-                        raise verify.ChecksumFailedError(
-                            f"{exc} (after {attempts} downloads)"
-                        ) from None
-                    continue
-                self._verified(outcome.result, outcome.seconds)
-                log.info(
-                    "verification passed for %s (%s)",
-                    file.path,
-                    expected.algorithm if expected else "size only",
-                    extra={"file": file.path},
-                )
-                await asyncio.to_thread(staging.place, staged, final, same_filesystem=self.same_fs)
-                break
-        stat = await asyncio.to_thread(os.stat, final)
-        self.entries.append(
-            manifest.Entry(
-                file.path, file.size, stat.st_mtime_ns, str(expected) if expected else None
-            )
-        )
-        self.tracker.completed_files += 1
-        self.tracker.emit(force=True)
-
-    def check_space(self, files: list[base.RemoteFile]) -> None:
-        needed = 0
-        for file in files:
-            final = self.request.destination / file.path
-            try:
-                if final.stat().st_size == file.size:
-                    continue
-            except OSError:
-                pass
-            kept = self.stage.resumable_bytes(
-                path=file.path, size=file.size, identity=file.identity
-            )
-            needed += file.size - kept
-        staging.check_space(self.stage.root, needed, what=f"staging {self.request.uri}")
-        if not self.same_fs:
-            total = sum(f.size for f in files)
-            staging.check_space(self.request.destination, total, what=str(self.request.destination))
 
 
 async def pull(
@@ -363,83 +196,29 @@ async def _pull(
         log.info("model at %s is complete (manifest matches the disk)", request.destination)
         return PullResult(result_config, stored.revision, 0, len(stored.files))
 
-    tracker = _Tracker(callback)
+    tracker = files.Tracker(callback)
     tracker.emit(force=True)
     backend = _backend(request, config)
     try:
         plan = await backend.pin()
-        files = sorted(_select(request, plan), key=lambda f: -f.size)
+        chosen = sorted(_select(request, plan), key=lambda f: -f.size)
         log.info(
             "pinned %s at %s: %d files, %d bytes",
             request.uri,
             plan.revision,
-            len(files),
-            sum(f.size for f in files),
+            len(chosen),
+            sum(f.size for f in chosen),
         )
-        tracker.total_bytes, tracker.total_files = sum(f.size for f in files), len(files)
-        options = engine.Options(
-            multipart_concurrency=config.multipart_concurrency,
-            multipart_threshold=config.multipart_threshold,
-            stall_timeout=config.stall_timeout,
-            part_retries=config.download_retry + 2,
-        )
-        temp_dir = pathlib.Path(config.temp_dir) if config.temp_dir else None
-        request.destination.mkdir(parents=True, exist_ok=True)
-        stage = staging.Staging(request.destination, temp_dir=temp_dir)
-        labels = request.metrics_labels
-
-        def on_bytes(nbytes: int) -> None:
-            tracker.add(nbytes)
-            if recorder is not None and labels is not None:
-                recorder.received(labels, nbytes)
-
-        def on_rate_limited(wait: float) -> None:
-            if recorder is not None and labels is not None:
-                recorder.rate_limited(labels, wait_seconds=wait)
-
-        connections = config.concurrency * config.multipart_concurrency + 2
-        with stage:
-            try:
-                async with engine.new_session(connections=connections, options=options) as session:
-                    fetcher = engine.Engine(
-                        backend,
-                        session,
-                        options,
-                        on_bytes=on_bytes,
-                        on_rate_limited=on_rate_limited,
-                    )
-                    run = _Run(request, config, stage, fetcher, tracker, recorder)
-                    await asyncio.to_thread(stage.remove_stale, {f.path for f in files})
-                    await asyncio.to_thread(run.check_space, files)
-                    for file in files:
-                        tracker.completed_bytes += stage.resumable_bytes(
-                            path=file.path, size=file.size, identity=file.identity
-                        )
-                    tracker.phase = "downloading"
-                    tracker.emit(force=True)
-                    async with asyncio.TaskGroup() as group:
-                        for file in files:
-                            group.create_task(run.file(file))
-            except BaseExceptionGroup as failure:
-                raise engine.first_error(failure) from None
-            except errors.AgentError as exc:
-                if config.cleanup_temp and not exc.retryable:
-                    stage.remove()
-                raise
-            tracker.phase = "finalizing"
-            tracker.completed_bytes = tracker.total_bytes
-            tracker.emit(force=True)
-            stage.remove()
+        worker = await _transfer(request, config, backend, chosen, tracker, recorder)
     finally:
         await backend.close()
-    _remove_dropped(request.destination, stored, {f.path for f in files})
-    entries = sorted(run.entries, key=lambda e: e.path)
+    _remove_dropped(request.destination, stored, {f.path for f in chosen})
     record = manifest.Manifest(
         destination=str(request.destination),
         uri=request.uri,
         request_key=key,
         revision=plan.revision,
-        files=tuple(entries),
+        files=tuple(sorted(worker.entries, key=lambda e: e.path)),
     )
     await asyncio.to_thread(manifest.save, record, state_dir=state_dir)
     result_config = await _analyse(request, plan.revision)
@@ -449,10 +228,85 @@ async def _pull(
     return PullResult(
         result_config,
         plan.revision,
-        fetcher.bytes_received,
-        len(entries),
-        run.verifier.bytes_hashed,
+        worker.fetcher.bytes_received,
+        len(record.files),
+        worker.verifier.bytes_hashed,
     )
+
+
+async def _transfer(
+    request: PullRequest,
+    config: settings.Settings,
+    backend: base.Backend,
+    chosen: list[base.RemoteFile],
+    tracker: files.Tracker,
+    recorder: metrics.Metrics | None,
+) -> files.Worker:
+    """Download, verify and place ``chosen`` into the destination; returns the worker (its
+    manifest entries and counters). The staging directory is gone on success, and on a
+    permanent failure with ``--cleanup-temp``; otherwise it stays for resume."""
+    tracker.total_bytes, tracker.total_files = sum(f.size for f in chosen), len(chosen)
+    options = engine.Options(
+        multipart_concurrency=config.multipart_concurrency,
+        multipart_threshold=config.multipart_threshold,
+        stall_timeout=config.stall_timeout,
+        part_retries=config.download_retry + 2,
+    )
+    labels = request.metrics_labels
+
+    def on_bytes(nbytes: int) -> None:
+        tracker.add(nbytes)
+        if recorder is not None and labels is not None:
+            recorder.received(labels, nbytes)
+
+    def on_rate_limited(wait: float) -> None:
+        if recorder is not None and labels is not None:
+            recorder.rate_limited(labels, wait_seconds=wait)
+
+    temp_dir = pathlib.Path(config.temp_dir) if config.temp_dir else None
+    await asyncio.to_thread(request.destination.mkdir, parents=True, exist_ok=True)
+    stage = staging.Staging(request.destination, temp_dir=temp_dir)
+    connections = config.concurrency * config.multipart_concurrency + 2
+    with stage:
+        try:
+            async with engine.new_session(connections=connections, options=options) as session:
+                fetcher = engine.Engine(
+                    backend, session, options, on_bytes=on_bytes, on_rate_limited=on_rate_limited
+                )
+                worker = files.Worker(
+                    destination=request.destination,
+                    stage=stage,
+                    fetcher=fetcher,
+                    tracker=tracker,
+                    concurrency=config.concurrency,
+                    download_retry=config.download_retry,
+                    recorder=recorder,
+                    labels=labels,
+                )
+                await asyncio.to_thread(stage.remove_stale, {f.path for f in chosen})
+                what = f"staging {request.uri}"
+                await asyncio.to_thread(files.check_space, stage, request.destination, chosen, what)
+                for file in chosen:
+                    tracker.completed_bytes += stage.resumable_bytes(
+                        path=file.path, size=file.size, identity=file.identity
+                    )
+                tracker.phase = "downloading"
+                tracker.emit(force=True)
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        for file in chosen:
+                            group.create_task(worker.file(file))
+                except BaseExceptionGroup as failure:
+                    raise engine.first_error(failure) from None
+        except errors.AgentError as exc:
+            if config.cleanup_temp and not exc.retryable:
+                await asyncio.to_thread(stage.remove)
+            raise
+        tracker.phase = "finalizing"
+        tracker.completed_bytes = tracker.total_bytes
+        tracker.emit(force=True)
+        await asyncio.to_thread(stage.remove)
+    return worker
 
 
 def _remove_dropped(

@@ -24,10 +24,12 @@ import dataclasses
 import email.utils
 import errno
 import logging
+import pathlib
 import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiofiles
@@ -308,7 +310,8 @@ class Engine:
         write_size = self._options.write_size
         pending = bytearray()
         try:
-            async with aiofiles.open(staged.temp_path, "r+b", buffering=0) as handle:
+            handle = await _open_for_write(staged.temp_path)
+            try:
                 await handle.seek(cursor.position)
                 try:
                     while cursor.position + len(pending) < end:
@@ -333,6 +336,8 @@ class Engine:
                     raise
                 if pending:
                     await self._write(handle, staged, cursor, pending)
+            finally:
+                await asyncio.shield(handle.close())
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise errors.NoSpaceError(
@@ -347,6 +352,27 @@ class Engine:
         await handle.write(data)  # type: ignore[attr-defined]
         staged.mark(cursor.position, cursor.position + len(data))
         cursor.position += len(data)
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+async def _open_for_write(path: pathlib.Path) -> Any:
+    """An aiofiles handle on ``path`` (r+b, unbuffered). A cancellation that lands while the
+    worker thread is opening it still closes the file once it is open."""
+    opening = asyncio.ensure_future(aiofiles.open(path, "r+b", buffering=0))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+
+        def close(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                task = asyncio.ensure_future(done.result().close())
+                _closing.add(task)
+                task.add_done_callback(_closing.discard)
+
+        opening.add_done_callback(close)
+        raise
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

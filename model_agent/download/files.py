@@ -1,0 +1,204 @@
+"""One file at a time, from plan to final path: download, verify, retry, place.
+
+``Worker.file(remote)`` keeps a file that already sits at its final path with the right size
+and digest (hashing, not downloading), else stages it, lets the engine fill the missing ranges
+(at most ``concurrency`` files download at once; the slot is released before hashing so the
+next file downloads while this one is hashed), verifies it, re-downloads it from scratch on a
+mismatch up to ``download_retry`` times, then fsyncs and renames it into place. ``Tracker``
+holds the byte and file counters behind the progress callback.
+
+Logs: ``downloading file``, ``verification passed``/``verification failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import pathlib
+import time
+from collections.abc import Callable
+
+from model_agent import errors, manifest, metrics, planning, verify
+from model_agent.download import engine, staging
+from model_agent.storage import base
+
+__all__ = ["Progress", "Tracker", "Worker", "check_space", "final_path"]
+
+log = logging.getLogger("model_agent.download")
+
+_PROGRESS_INTERVAL = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    phase: str  # "scanning" | "downloading" | "finalizing"
+    total_bytes: int
+    completed_bytes: int
+    total_files: int
+    completed_files: int
+    speed_bytes_per_sec: float
+
+
+class Tracker:
+    """Byte and file counters, the speed estimate and the throttled progress callback."""
+
+    def __init__(self, callback: Callable[[Progress], None] | None) -> None:
+        self._callback = callback
+        self.phase = "scanning"
+        self.total_bytes = self.completed_bytes = self.received = 0
+        self.total_files = self.completed_files = 0
+        self._window: tuple[float, int] = (time.monotonic(), 0)
+        self._speed = 0.0
+        self._emitted = 0.0
+
+    def add(self, nbytes: int) -> None:
+        self.received += nbytes
+        self.completed_bytes += nbytes
+        self.emit()
+
+    def emit(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        started, base_bytes = self._window
+        if now - started >= 1.0:
+            self._speed = (self.received - base_bytes) / (now - started)
+            self._window = (now, self.received)
+        if self._callback is None or (not force and now - self._emitted < _PROGRESS_INTERVAL):
+            return
+        self._emitted = now
+        self._callback(
+            Progress(
+                self.phase,
+                self.total_bytes,
+                max(0, min(self.completed_bytes, self.total_bytes)),
+                self.total_files,
+                self.completed_files,
+                round(self._speed, 1),
+            )
+        )
+
+
+def final_path(destination: pathlib.Path, name: str) -> pathlib.Path:
+    """``destination/name``, its directory created, refused if it resolves outside (blocking)."""
+    final = destination / planning.safe_relative_path(name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    root = os.path.realpath(destination)
+    if os.path.commonpath([root, os.path.realpath(final.parent)]) != root:
+        raise errors.UnsafePathError(f"{name} would be written outside {destination}")
+    return final
+
+
+def check_space(
+    stage: staging.Staging, destination: pathlib.Path, files: list[base.RemoteFile], what: str
+) -> None:
+    """Refuse to start (``NoSpaceError``) when the staging filesystem cannot hold what is left
+    to download, or, across filesystems, the destination cannot hold the model (blocking)."""
+    needed = 0
+    for file in files:
+        try:
+            if (destination / file.path).stat().st_size == file.size:
+                continue
+        except OSError:
+            pass
+        kept = stage.resumable_bytes(path=file.path, size=file.size, identity=file.identity)
+        needed += file.size - kept
+    staging.check_space(stage.root, needed, what=what)
+    if not stage.same_filesystem():
+        staging.check_space(destination, sum(f.size for f in files), what=str(destination))
+
+
+class Worker:
+    """Downloads, verifies and places the files of one pull; collects manifest entries."""
+
+    def __init__(
+        self,
+        *,
+        destination: pathlib.Path,
+        stage: staging.Staging,
+        fetcher: engine.Engine,
+        tracker: Tracker,
+        concurrency: int,
+        download_retry: int,
+        recorder: metrics.Metrics | None = None,
+        labels: metrics.ModelLabels | None = None,
+    ) -> None:
+        self.destination, self.stage, self.fetcher, self.tracker = (
+            destination,
+            stage,
+            fetcher,
+            tracker,
+        )
+        self.download_retry = download_retry
+        self.recorder, self.labels = recorder, labels
+        self.verifier = verify.Verifier(parallel=2)
+        self.slots = asyncio.Semaphore(concurrency)
+        self.same_fs = stage.same_filesystem()
+        self.entries: list[manifest.Entry] = []
+
+    def _verified(self, result: str, seconds: float) -> None:
+        if self.recorder is not None and self.labels is not None:
+            self.recorder.verified(self.labels, result=result, seconds=seconds)
+
+    async def _adopt(self, file: base.RemoteFile, final: pathlib.Path) -> bool:
+        """Keep a file already at its final path when its size and digest match."""
+        expected = file.checksum
+        try:
+            size = (await asyncio.to_thread(os.stat, final)).st_size
+            if expected is None or size != file.size:
+                return False
+            await self.verifier.verify(final, name=file.path, size=file.size, expected=expected)
+        except (OSError, errors.ChecksumMismatchError):
+            return False
+        log.info("verification passed for %s (already in place)", file.path)
+        return True
+
+    async def file(self, file: base.RemoteFile) -> None:
+        final = await asyncio.to_thread(final_path, self.destination, file.path)
+        expected = file.checksum
+        if await self._adopt(file, final):
+            self.tracker.completed_bytes += file.size
+        else:
+            await self._download(file, final)
+        stat = await asyncio.to_thread(os.stat, final)
+        digest = str(expected) if expected else None
+        self.entries.append(manifest.Entry(file.path, file.size, stat.st_mtime_ns, digest))
+        self.tracker.completed_files += 1
+        self.tracker.emit(force=True)
+
+    async def _download(self, file: base.RemoteFile, final: pathlib.Path) -> None:
+        expected = file.checksum
+        attempts = self.download_retry + 1
+        for attempt in range(1, attempts + 1):
+            staged = await asyncio.to_thread(
+                self.stage.stage, path=file.path, size=file.size, identity=file.identity
+            )
+            async with self.slots:
+                if not staged.done:
+                    log.info(
+                        "downloading file %s (%d bytes, %d already staged)",
+                        file.path,
+                        file.size,
+                        staged.completed_bytes,
+                        extra={"file": file.path, "bytes": file.size},
+                    )
+                    await self.fetcher.fetch(file, staged)
+            try:
+                outcome = await self.verifier.verify(
+                    staged.temp_path, name=file.path, size=file.size, expected=expected
+                )
+            except errors.ChecksumMismatchError as exc:
+                self._verified("failure", 0.0)
+                log.warning("verification failed (attempt %d of %d): %s", attempt, attempts, exc)
+                await asyncio.to_thread(staged.discard)
+                self.tracker.completed_bytes -= file.size
+                if attempt == attempts:
+                    raise verify.ChecksumFailedError(
+                        f"{exc} (after {attempts} downloads)"
+                    ) from None
+                continue
+            self._verified(outcome.result, outcome.seconds)
+            algorithm = expected.algorithm if expected else "size only"
+            log.info("verification passed for %s (%s)", file.path, algorithm)
+            await asyncio.to_thread(staging.place, staged, final, same_filesystem=self.same_fs)
+            return
