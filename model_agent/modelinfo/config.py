@@ -1,4 +1,4 @@
-"""Facts about a model from its config files, table-driven: one row per ``model_type``.
+"""Facts about a model from its config files, driven by the family table in ``families``.
 
 Inputs are the parsed JSON of ``config.json`` (Transformers), ``model_index.json`` (diffusers)
 and whether ``config_sentence_transformers.json`` is present. Outputs are ``ModelFacts``:
@@ -8,10 +8,10 @@ audio, embedding and mixture-of-experts facts.
 One generic reader serves every family: facts are looked up in the family's language sub-config
 (``text_config``, ``llm_config``, ``language_config``) first, then at the top level, then in
 the family's defaults (the value Transformers assumes when the key is absent: Gemma 3 saves no
-``max_position_embeddings`` and means 131072). Unknown ``model_type`` values get the same reader
-with no defaults. Two known OME mistakes are not reproduced: a Mistral chat model is not an
-embedding model, and Gemma 3's context is its ``max_position_embeddings``, not sliding window
-times the RoPE factor.
+``max_position_embeddings`` and means 131072). Unknown ``model_type`` values get the same
+reader with no defaults. Quantization is read by ``quantization``. Two known OME mistakes are
+not reproduced: a Mistral chat model is not an embedding model, and Gemma 3's context is its
+``max_position_embeddings``, not sliding window times the RoPE factor.
 """
 
 from __future__ import annotations
@@ -23,18 +23,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from model_agent import errors
+from model_agent.modelinfo import families
+from model_agent.modelinfo import quantization as quantizations
 
 __all__ = [
-    "FAMILIES",
     "NESTED_KEYS",
     "DiffusersFacts",
-    "Family",
     "ModelFacts",
-    "Quantization",
     "diffusers_facts",
     "load_json",
     "model_facts",
-    "quantization",
 ]
 
 #: Keys under which multimodal configs keep their language model's config.
@@ -62,136 +60,13 @@ _NOT_EMBEDDING_HEADS = (
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Family:
-    """How to read one ``model_type``.
-
-    ``vision``: True or False when the family always is or is not multimodal, None to decide
-    by a ``vision_config`` in the file. ``encoder``: an encoder-only family whose bare or
-    pre-training heads are sentence/text embedders. ``bare_model_embeds``: a decoder family
-    whose head-less ``<Name>Model`` checkpoints are embedding models (e5-mistral, gte-Qwen).
-    """
-
-    architecture: str = ""
-    context: int = 0
-    vision: bool | None = None
-    audio: bool = False
-    encoder: bool = False
-    bare_model_embeds: bool = False
-
-
-_DECODER = Family(bare_model_embeds=True)
-_VLM = Family(vision=True)
-_ENCODER = Family(encoder=True, context=512)
-
-FAMILIES: dict[str, Family] = {
-    "llama": Family(architecture="LlamaForCausalLM", context=2048, bare_model_embeds=True),
-    "llama4": Family(architecture="Llama4ForConditionalGeneration", context=131072),
-    "llama4_text": Family(architecture="Llama4ForCausalLM", context=131072),
-    "mllama": Family(architecture="MllamaForConditionalGeneration", context=131072, vision=True),
-    "mistral": Family(architecture="MistralForCausalLM", context=131072, bare_model_embeds=True),
-    "mistral3": Family(architecture="Mistral3ForConditionalGeneration", vision=True),
-    "mixtral": Family(architecture="MixtralForCausalLM", context=131072),
-    "qwen": Family(architecture="QWenLMHeadModel", context=8192),
-    "qwen2": Family(architecture="Qwen2ForCausalLM", context=32768, bare_model_embeds=True),
-    "qwen2_moe": Family(architecture="Qwen2MoeForCausalLM", context=32768),
-    "qwen2_vl": Family(architecture="Qwen2VLForConditionalGeneration", context=32768, vision=True),
-    "qwen2_5_vl": Family(
-        architecture="Qwen2_5_VLForConditionalGeneration", context=128000, vision=True
-    ),
-    "qwen2_audio": Family(architecture="Qwen2AudioForConditionalGeneration", audio=True),
-    "qwen2_5_omni": Family(architecture="Qwen2_5OmniModel", vision=True, audio=True),
-    "qwen3": Family(architecture="Qwen3ForCausalLM", context=32768, bare_model_embeds=True),
-    "qwen3_moe": Family(architecture="Qwen3MoeForCausalLM", context=32768),
-    "qwen3_next": Family(architecture="Qwen3NextForCausalLM", context=32768),
-    "qwen3_vl": Family(architecture="Qwen3VLForConditionalGeneration", context=262144, vision=True),
-    "qwen3_vl_moe": Family(
-        architecture="Qwen3VLMoeForConditionalGeneration", context=262144, vision=True
-    ),
-    "deepseek_v2": Family(architecture="DeepseekV2ForCausalLM"),
-    "deepseek_v3": Family(architecture="DeepseekV3ForCausalLM"),
-    "kimi_k2": Family(architecture="DeepseekV3ForCausalLM"),
-    "deepseek_vl_v2": _VLM,
-    "janus": _VLM,
-    "multi_modality": _VLM,
-    "gemma": Family(architecture="GemmaForCausalLM", context=8192, bare_model_embeds=True),
-    "gemma2": Family(architecture="Gemma2ForCausalLM", context=8192, bare_model_embeds=True),
-    "gemma3_text": Family(architecture="Gemma3ForCausalLM", context=131072),
-    "gemma3": Family(architecture="Gemma3ForConditionalGeneration", context=131072, vision=True),
-    "gemma3n": Family(architecture="Gemma3nForConditionalGeneration", vision=True, audio=True),
-    "paligemma": _VLM,
-    "phi": Family(architecture="PhiForCausalLM", context=2048),
-    "phi3": Family(architecture="Phi3ForCausalLM", context=4096, bare_model_embeds=True),
-    "phi3small": Family(architecture="Phi3SmallForCausalLM"),
-    "phi3_v": Family(architecture="Phi3VForCausalLM", context=131072, vision=True),
-    "phimoe": Family(architecture="PhimoeForCausalLM", context=131072),
-    "phi4mm": Family(vision=True, audio=True),
-    "phi4_multimodal": Family(vision=True, audio=True),
-    "gpt_oss": Family(architecture="GptOssForCausalLM", context=131072),
-    "llava": Family(architecture="LlavaForConditionalGeneration", vision=True),
-    "llava_next": Family(architecture="LlavaNextForConditionalGeneration", vision=True),
-    "llava_onevision": Family(architecture="LlavaOnevisionForConditionalGeneration", vision=True),
-    "llava_next_video": _VLM,
-    "idefics2": _VLM,
-    "idefics3": _VLM,
-    "internvl_chat": _VLM,
-    "internvl": _VLM,
-    "minicpmv": _VLM,
-    "pixtral": _VLM,
-    "whisper": Family(architecture="WhisperForConditionalGeneration", audio=True, context=448),
-    "wav2vec2": Family(audio=True),
-    "hubert": Family(audio=True),
-    "bert": Family(architecture="BertModel", encoder=True, context=512),
-    "roberta": Family(encoder=True, context=514),
-    "xlm-roberta": Family(encoder=True, context=514),
-    "xlm-roberta-xl": Family(encoder=True, context=514),
-    "camembert": Family(encoder=True, context=514),
-    "distilbert": _ENCODER,
-    "mpnet": _ENCODER,
-    "electra": _ENCODER,
-    "nomic_bert": Family(encoder=True, context=2048),
-    "new": Family(encoder=True, context=8192),
-    "modernbert": Family(encoder=True, context=8192),
-    "jina_bert": Family(encoder=True, context=8192),
-    "chatglm": Family(architecture="ChatGLMModel"),
-    "glm4": _DECODER,
-    "glm4_moe": Family(),
-    "cohere": Family(architecture="CohereForCausalLM", context=8192),
-    "cohere2": Family(architecture="Cohere2ForCausalLM", context=8192),
-    "dbrx": Family(architecture="DbrxForCausalLM", context=2048),
-    "baichuan": Family(architecture="BaichuanForCausalLM"),
-    "internlm": Family(architecture="InternLMForCausalLM"),
-    "internlm2": Family(architecture="InternLM2ForCausalLM"),
-    "exaone": Family(architecture="ExaoneForCausalLM"),
-    "minicpm": Family(architecture="MiniCPMForCausalLM"),
-    "minicpm3": Family(architecture="MiniCPM3ForCausalLM"),
-    "stablelm": Family(architecture="StableLmForCausalLM", context=4096),
-    "starcoder2": _DECODER,
-    "granite": _DECODER,
-    "olmo2": _DECODER,
-    "nemotron": _DECODER,
-}
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Quantization:
-    """A model's quantization: ``method`` as the config names it (``awq``, ``fp8``...),
-    ``bits`` and ``kind`` (``int``/``float``) of the weights, and ``label``: the short value
-    written to the ConfigMap's ``quantization`` (OME's ``fp8``, ``fbgemm_fp8``, ``int4``...)."""
-
-    method: str
-    bits: int | None
-    kind: str | None
-    label: str
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelFacts:
     model_type: str
     architecture: str
     context_length: int
     torch_dtype: str
     transformers_version: str
-    quantization: Quantization | None
+    quantization: quantizations.Quantization | None
     has_vision: bool
     has_audio: bool
     is_embedding: bool
@@ -272,72 +147,7 @@ def _first_str(scopes: list[Mapping[str, Any]], keys: tuple[str, ...]) -> str:
     return ""
 
 
-def _compressed_tensors(qc: Mapping[str, Any]) -> tuple[int | None, str | None, str]:
-    groups = qc.get("config_groups")
-    weights: Mapping[str, Any] = {}
-    if isinstance(groups, dict):
-        for group in groups.values():
-            if isinstance(group, dict) and isinstance(group.get("weights"), dict):
-                weights = group["weights"]
-                break
-    bits = _positive_int(weights.get("num_bits"))
-    kind = _str(weights.get("type")) or None
-    fmt = _str(qc.get("format")).lower()
-    if kind == "float" and bits == 8:
-        return bits, kind, "fp8"
-    if (kind == "float" and bits == 4) or "nvfp4" in fmt:
-        return bits or 4, "float", "nvfp4"
-    if kind == "int" and bits:
-        return bits, kind, f"int{bits}"
-    return bits, kind, "compressed-tensors"
-
-
-def quantization(config: Mapping[str, Any]) -> Quantization | None:
-    """The quantization a config declares (``quantization_config`` or ``compression_config``,
-    top level or in the language sub-config), or None."""
-    qc: Mapping[str, Any] | None = None
-    for scope in reversed(_scopes(config)):
-        for key in ("quantization_config", "compression_config"):
-            if isinstance(scope.get(key), dict):
-                qc = scope[key]
-                break
-        if qc is not None:
-            break
-    if qc is None:
-        return None
-    method = _str(qc.get("quant_method")).lower()
-    if not method:
-        if qc.get("load_in_4bit") or qc.get("load_in_8bit") or qc.get("_load_in_4bit"):
-            method = "bitsandbytes"
-        elif "config_groups" in qc:
-            method = "compressed-tensors"
-        elif _str(qc.get("fmt")) or _str(qc.get("activation_scheme")):
-            method = "fp8"
-        else:
-            return None
-    method = {"compressed_tensors": "compressed-tensors"}.get(method, method)
-    bits: int | None
-    kind: str | None
-    if method in ("fp8", "fbgemm_fp8"):
-        bits, kind, label = 8, "float", method
-    elif method == "mxfp4":
-        bits, kind, label = 4, "float", "mxfp4"
-    elif method == "bitsandbytes":
-        four = bool(qc.get("load_in_4bit") or qc.get("_load_in_4bit"))
-        bits, kind = (4, "float") if four else (8, "int")
-        label = _str(qc.get("bnb_4bit_quant_type")) or "fp4" if four else "int8"
-    elif method == "compressed-tensors":
-        bits, kind, label = _compressed_tensors(qc)
-    elif method == "modelopt":
-        algo = _str(qc.get("quant_algo")).lower()
-        bits, kind, label = (8, "float", "fp8") if "fp8" in algo else (4, "float", algo or method)
-    else:  # awq, gptq, their marlin kernels, auto-round, hqq, ...
-        bits = _positive_int(qc.get("bits")) or _positive_int(qc.get("w_bit")) or 4
-        kind, label = "int", f"int{bits}"
-    return Quantization(method=method, bits=bits, kind=kind, label=label)
-
-
-def _vision(family: Family, config: Mapping[str, Any]) -> bool:
+def _vision(family: families.Family, config: Mapping[str, Any]) -> bool:
     if family.vision is not None:
         return family.vision
     return any(isinstance(config.get(k), dict) for k in ("vision_config", "visual")) or bool(
@@ -345,7 +155,9 @@ def _vision(family: Family, config: Mapping[str, Any]) -> bool:
     )
 
 
-def _embedding(family: Family, architecture: str, sentence_transformers: bool) -> tuple[bool, bool]:
+def _embedding(
+    family: families.Family, architecture: str, sentence_transformers: bool
+) -> tuple[bool, bool]:
     """(is_embedding, is_reranker)."""
     if family.encoder and architecture.endswith(_NOT_EMBEDDING_HEADS):
         return False, architecture.endswith("ForSequenceClassification")
@@ -368,7 +180,7 @@ def model_facts(
     """Facts from a parsed ``config.json``; ``sentence_transformers`` when the folder has a
     ``config_sentence_transformers.json`` (an embedding model, whatever its head)."""
     model_type = _str(config.get("model_type"))
-    family = FAMILIES.get(model_type, Family())
+    family = families.family(model_type)
     scopes = _scopes(config)
     architectures = config.get("architectures")
     architecture = ""
@@ -393,7 +205,7 @@ def model_facts(
         context_length=min(context, _INT32_MAX),
         torch_dtype=_first_str(scopes, ("torch_dtype", "dtype")),
         transformers_version=_first_str(scopes, ("transformers_version",)),
-        quantization=quantization(config),
+        quantization=quantizations.quantization(scopes),
         has_vision=_vision(family, config),
         has_audio=audio,
         is_embedding=embedding,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from model_agent.modelinfo import config
+from model_agent.modelinfo import families
 
 __all__ = ["FORMAT", "is_tensorrt_llm", "to_transformers"]
 
@@ -48,7 +48,7 @@ def _quantization(algo: str) -> dict[str, Any] | None:
 
 
 def _model_type(architecture: str) -> str:
-    for name, family in config.FAMILIES.items():
+    for name, family in families.FAMILIES.items():
         if family.architecture == architecture:
             return name
     return ""

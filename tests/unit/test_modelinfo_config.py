@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from model_agent import errors
-from model_agent.modelinfo import capabilities, config
+from model_agent.modelinfo import capabilities, config, families
 
 T2T, EMB, ITT = ["TEXT_TO_TEXT"], ["EMBEDDING"], ["IMAGE_TEXT_TO_TEXT"]
 
@@ -801,14 +801,14 @@ def test_moe_facts_include_the_experts_per_token() -> None:
 def test_quantization_configs_are_named_by_method_bits_and_label(
     qc: dict[str, Any], method: str, bits: int, label: str
 ) -> None:
-    quant = config.quantization({"model_type": "llama", "quantization_config": qc})
+    quant = config.model_facts({"model_type": "llama", "quantization_config": qc}).quantization
     assert quant is not None
     assert (quant.method, quant.bits, quant.label) == (method, bits, label)
 
 
 def test_a_config_without_quantization_has_none() -> None:
-    assert config.quantization(LLAMA_3_1_8B) is None
-    assert config.quantization({"quantization_config": {}}) is None
+    assert config.model_facts(LLAMA_3_1_8B).quantization is None
+    assert config.model_facts({"quantization_config": {}}).quantization is None
 
 
 def test_infinity_and_nan_literals_are_tolerated() -> None:
@@ -931,4 +931,4 @@ def test_every_ome_family_has_a_table_row() -> None:
         "internlm2", "exaone", "minicpm", "minicpm3", "stablelm", "deepseek_vl_v2", "janus",
         "multi_modality",
     }  # fmt: skip
-    assert ome <= set(config.FAMILIES)
+    assert ome <= set(families.FAMILIES)
