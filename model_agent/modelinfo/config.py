@@ -187,7 +187,12 @@ def model_facts(
     if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):
         architecture = architectures[0]
     architecture = architecture or family.architecture
-    context = _first_int(scopes, _CONTEXT_KEYS) or family.context
+    nested_type = _str(scopes[0].get("model_type")) if len(scopes) > 1 else ""
+    context = (
+        _first_int(scopes, family.context_keys + _CONTEXT_KEYS)
+        or family.context
+        or families.family(nested_type).context
+    )
     lowered = architecture.lower()
     audio = (
         family.audio

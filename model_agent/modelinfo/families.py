@@ -29,6 +29,8 @@ class Family:
     audio: bool = False
     encoder: bool = False
     bare_model_embeds: bool = False
+    #: Keys tried before the usual ones (Qwen v1 and ChatGLM say ``seq_length``).
+    context_keys: tuple[str, ...] = ()
 
 
 _DECODER = Family(bare_model_embeds=True)
@@ -43,7 +45,7 @@ FAMILIES: dict[str, Family] = {
     "mistral": Family(architecture="MistralForCausalLM", context=131072, bare_model_embeds=True),
     "mistral3": Family(architecture="Mistral3ForConditionalGeneration", vision=True),
     "mixtral": Family(architecture="MixtralForCausalLM", context=131072),
-    "qwen": Family(architecture="QWenLMHeadModel", context=8192),
+    "qwen": Family(architecture="QWenLMHeadModel", context=8192, context_keys=("seq_length",)),
     "qwen2": Family(architecture="Qwen2ForCausalLM", context=32768, bare_model_embeds=True),
     "qwen2_moe": Family(architecture="Qwen2MoeForCausalLM", context=32768),
     "qwen2_vl": Family(architecture="Qwen2VLForConditionalGeneration", context=32768, vision=True),
@@ -104,13 +106,13 @@ FAMILIES: dict[str, Family] = {
     "new": Family(encoder=True, context=8192),
     "modernbert": Family(encoder=True, context=8192),
     "jina_bert": Family(encoder=True, context=8192),
-    "chatglm": Family(architecture="ChatGLMModel"),
+    "chatglm": Family(architecture="ChatGLMModel", context_keys=("seq_length",)),
     "glm4": _DECODER,
     "glm4_moe": Family(),
     "cohere": Family(architecture="CohereForCausalLM", context=8192),
     "cohere2": Family(architecture="Cohere2ForCausalLM", context=8192),
     "dbrx": Family(architecture="DbrxForCausalLM", context=2048),
-    "baichuan": Family(architecture="BaichuanForCausalLM"),
+    "baichuan": Family(architecture="BaichuanForCausalLM", context_keys=("model_max_length",)),
     "internlm": Family(architecture="InternLMForCausalLM"),
     "internlm2": Family(architecture="InternLM2ForCausalLM"),
     "exaone": Family(architecture="ExaoneForCausalLM"),

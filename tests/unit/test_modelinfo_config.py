@@ -564,6 +564,50 @@ UNKNOWN_VLM_MOE = {
     "vision_config": {},
 }
 
+CHATGLM3_6B = {
+    "architectures": ["ChatGLMModel"],
+    "auto_map": {"AutoModel": "modeling_chatglm.ChatGLMForConditionalGeneration"},
+    "hidden_size": 4096,
+    "model_type": "chatglm",
+    "num_layers": 28,
+    "padded_vocab_size": 65024,
+    "seq_length": 8192,
+    "torch_dtype": "float16",
+    "transformers_version": "4.27.1",
+}
+QWEN_7B_V1 = {
+    "architectures": ["QWenLMHeadModel"],
+    "max_position_embeddings": 32768,
+    "model_type": "qwen",
+    "seq_length": 8192,
+    "transformers_version": "4.32.0",
+}
+BAICHUAN2_7B = {
+    "architectures": ["BaichuanForCausalLM"],
+    "max_position_embeddings": 4096,
+    "model_max_length": 4096,
+    "model_type": "baichuan",
+    "torch_dtype": "bfloat16",
+    "transformers_version": "4.29.2",
+}
+DBRX_INSTRUCT = {
+    "architectures": ["DbrxForCausalLM"],
+    "d_model": 6144,
+    "ffn_config": {"moe_num_experts": 16, "moe_top_k": 4, "ffn_hidden_size": 10752},
+    "max_seq_len": 32768,
+    "model_type": "dbrx",
+    "n_layers": 40,
+    "torch_dtype": "bfloat16",
+    "transformers_version": "4.38.2",
+}
+LLAVA_NEXT_MISTRAL = {
+    "architectures": ["LlavaNextForConditionalGeneration"],
+    "model_type": "llava_next",
+    "text_config": {"architectures": ["MistralForCausalLM"], "model_type": "mistral"},
+    "torch_dtype": "float16",
+    "vision_config": {"model_type": "clip_vision_model"},
+}
+
 # name, config, sentence-transformers file present, architecture, context, capabilities,
 # quantization label, MoE experts
 CASES: list[tuple[str, dict[str, Any], bool, str, int, list[str], str | None, int]] = [
@@ -669,6 +713,20 @@ CASES: list[tuple[str, dict[str, Any], bool, str, int, list[str], str | None, in
         "WhisperForConditionalGeneration",
         448,
         ["AUDIO_TO_TEXT"],
+        None,
+        0,
+    ),
+    ("chatglm3-6b", CHATGLM3_6B, False, "ChatGLMModel", 8192, T2T, None, 0),
+    ("qwen-7b-v1", QWEN_7B_V1, False, "QWenLMHeadModel", 8192, T2T, None, 0),
+    ("baichuan2-7b", BAICHUAN2_7B, False, "BaichuanForCausalLM", 4096, T2T, None, 0),
+    ("dbrx-instruct", DBRX_INSTRUCT, False, "DbrxForCausalLM", 32768, T2T, None, 16),
+    (
+        "llava-v1.6-mistral",
+        LLAVA_NEXT_MISTRAL,
+        False,
+        "LlavaNextForConditionalGeneration",
+        131072,
+        ITT,
         None,
         0,
     ),
