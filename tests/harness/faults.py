@@ -19,6 +19,7 @@ import fnmatch
 import pathlib
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Self
 
@@ -57,8 +58,8 @@ class RequestRecord:
     file: str | None = None  # the repository path or object name the request is about
     kind: str = "api"  # "data" (file bytes), "meta" (HEAD / redirect) or "api" (listings)
     status: int = 0
-    bytes_sent: int = 0
-    completed: bool = False  # the whole planned body went out
+    bytes_sent: int = 0  # body bytes handed to the connection so far
+    completed: bool = False  # the whole body was handed to the connection
 
 
 RECORD = web.RequestKey("record", RequestRecord)  # the record of the request being handled
@@ -334,19 +335,23 @@ async def stream_body(
                 if plan.corrupt:
                     piece = piece.translate(_FLIP)
                 await faults.pace(len(piece))
-                await response.write(piece)
+                # Count before writing: a client (maybe in another thread) must never see bytes
+                # that the log does not show yet.
                 sent += len(piece)
                 record.bytes_sent = sent
+                record.completed = sent == end - start
+                await response.write(piece)
             if sent >= limit:
                 break
         if plan.cut_after is not None and plan.cut_after < end - start:
             _drop_connection(request)
             return response
+        record.completed = True
         await response.write_eof()
     except (ConnectionError, asyncio.CancelledError):
+        record.completed = False
         _drop_connection(request)
         raise
-    record.completed = True
     return response
 
 
@@ -411,6 +416,31 @@ class ServerBase:
     def bytes_served(self, path_glob: str = "*") -> int:
         """Body bytes sent so far for files (or URL paths) matching ``path_glob``."""
         return self.log.bytes_served(path_glob)
+
+    async def wait_for(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 10.0,  # noqa: ASYNC109 - same shape as FakeKube.wait_for
+        interval: float = 0.01,
+    ) -> None:
+        """Poll ``predicate`` until it holds; TimeoutError after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            if loop.time() > deadline:
+                raise TimeoutError(f"condition not met within {timeout} s")
+            await asyncio.sleep(interval)
+
+    def wait_for_blocking(
+        self, predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01
+    ) -> None:
+        """Like ``wait_for`` for a thread that runs no event loop (the server must be served
+        in its own thread, see ``serve_in_thread``)."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met within {timeout} s")
+            time.sleep(interval)
 
     def _apps(self) -> list[tuple[web.Application, str]]:
         raise NotImplementedError

@@ -1,9 +1,14 @@
-"""Pytest fixtures for the fake storage servers: ``hf_hub`` (a LocalHub with its CDN) and
-``oci_store`` (a LocalObjectStore), each started on ephemeral loopback ports for one test."""
+"""Pytest fixtures for the fake storage servers, each on ephemeral loopback ports for one test.
+
+``hf_hub`` / ``oci_store`` run on the test's own event loop (async tests that await). The
+``*_in_thread`` variants run the server on its own loop in a thread: use them when the test
+blocks (a synchronous client, ``subprocess.run``, a kill -9 test polling with
+``wait_for_blocking``) or when another thread drives the client.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -19,8 +24,22 @@ async def hf_hub() -> AsyncIterator[hub.LocalHub]:
 
 
 @pytest.fixture
+def hf_hub_in_thread() -> Iterator[hub.LocalHub]:
+    """The local Hub served from its own thread and event loop."""
+    with hub.LocalHub().serve_in_thread() as server:
+        yield server
+
+
+@pytest.fixture
 async def oci_store() -> AsyncIterator[objectstore.LocalObjectStore]:
     """A running local OCI Object Storage (127.0.0.1) with a throw-away API-key ``config``."""
     server = objectstore.LocalObjectStore()
     async with server:
+        yield server
+
+
+@pytest.fixture
+def oci_store_in_thread() -> Iterator[objectstore.LocalObjectStore]:
+    """The local Object Storage served from its own thread and event loop."""
+    with objectstore.LocalObjectStore().serve_in_thread() as server:
         yield server

@@ -12,7 +12,9 @@ Aspects covered:
 - a new commit moves main to new content while the old sha stays reachable;
 - every fault knob as a plain client sees it: corruption (the client's file differs), 500,
   429 with Retry-After, 200 for a Range request, a body cut short, a stall, the throttle;
-- the request log and bytes_served, and serve_in_thread for code outside the test's loop.
+- a client giving up on a stall frees the server; If-Range with a stale ETag gets 200;
+- the request log and bytes_served, serve_in_thread for code outside the test's loop, and a
+  child process killed mid-download (the kill -9 pattern) seen through the log.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import pathlib
+import signal
+import subprocess
+import sys
 import time
 
 import aiohttp
@@ -287,3 +292,55 @@ def test_serve_in_thread_serves_a_client_outside_any_event_loop(tmp_path: pathli
         target = _download(hub, tmp_path, repo_id="org/model")
         assert (target / "nested/dir/extra.bin").read_bytes() == LFS[::-1]
         assert hub.bytes_served() == len(LFS) * 2 + len(SMALL)
+
+
+async def test_a_client_giving_up_on_a_stall_frees_the_server_quickly(
+    hf_hub: hub_mod.LocalHub,
+) -> None:
+    hf_hub.add_repo("org/model", _files())
+    hf_hub.faults.stall(1, seconds=60, after_bytes=100)
+    url = f"{hf_hub.endpoint}/org/model/resolve/main/model.safetensors"
+    timeout = aiohttp.ClientTimeout(sock_read=1.0)
+    started = time.monotonic()
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        with pytest.raises(asyncio.TimeoutError):
+            async with session.get(url) as response:
+                await response.read()
+    stalled = hf_hub.log.matching("model.safetensors", kind="data")[-1]
+    assert (stalled.bytes_sent, stalled.completed) == (100, False)
+    await hf_hub.stop()  # the stalled handler is cancelled, not waited for
+    assert time.monotonic() - started < 5
+
+
+async def test_if_range_with_a_stale_etag_gets_the_whole_file(hf_hub: hub_mod.LocalHub) -> None:
+    hf_hub.add_repo("org/model", _files())
+    url = f"{hf_hub.endpoint}/org/model/resolve/main/config.json"
+    etag = f'"{hf_hub.file("org/model", "config.json").git_oid}"'
+    async with aiohttp.ClientSession() as session:
+        status, _, body = await _get(session, url, Range="bytes=1-2", **{"If-Range": etag})
+        assert (status, body) == (206, SMALL[1:3])
+        status, _, body = await _get(session, url, Range="bytes=1-2", **{"If-Range": '"old"'})
+        assert (status, body) == (200, SMALL)
+
+
+def test_a_child_process_killed_mid_download_leaves_an_incomplete_record(
+    hf_hub_in_thread: hub_mod.LocalHub,
+) -> None:
+    hub = hf_hub_in_thread
+    hub.add_repo("org/model", {"big.bin": LFS * 64})  # 256 KiB at 128 KiB/s: 2 s
+    hub.faults.throttle(128 * 1024)
+    url = f"{hub.endpoint}/org/model/resolve/main/big.bin"
+    code = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()"
+    child = subprocess.Popen([sys.executable, "-c", code, url])
+    try:
+        hub.wait_for_blocking(lambda: hub.bytes_served("big.bin") >= 32 * 1024)
+        child.kill()
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+    transfer = [r for r in hub.log if r.kind == "data"][-1]
+    assert 32 * 1024 <= transfer.bytes_sent < len(LFS) * 64
+    assert not transfer.completed
+    assert child.returncode == -signal.SIGKILL
