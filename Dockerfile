@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1
+# model-agent: the OME model agent as a slim, non-root image.
+#   docker build -t model-agent:0.1.0 .
+#   docker run --rm model-agent:0.1.0 --help
+# Stage 1 builds wheels for the package and every dependency; stage 2 installs only those
+# wheels on a slim Python, with no compiler, no pip cache and no source tree.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY model_agent ./model_agent
+COPY handlers ./handlers
+RUN python -m pip wheel --wheel-dir /wheels .
+
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/tmp
+# UID/GID 65532: the hostPath models root must be writable by it (see the DaemonSet's
+# prepare-models-root init container, or `install -d -o 65532 -g 65532 /mnt/models` on nodes).
+RUN groupadd --system --gid 65532 model-agent \
+    && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /tmp \
+       --shell /usr/sbin/nologin model-agent
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    python -m pip install --no-index --find-links=/wheels model-agent \
+    && model-agent --help >/dev/null
+USER 65532:65532
+# 8080: /healthz /readyz /livez /metrics; 8081: Kopf's liveness endpoint.
+EXPOSE 8080 8081
+# For `docker run`; Kubernetes uses the DaemonSet's probes instead. No shell or curl needed.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/livez', timeout=4).status != 200)"]
+ENTRYPOINT ["model-agent", "run"]

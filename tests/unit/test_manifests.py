@@ -1,0 +1,721 @@
+"""Offline validation of manifests/ and the Dockerfile (no cluster, no Docker).
+
+Covers: a Python equivalent of ``kustomize build`` renders manifests/ and manifests/monitoring/
+(every resource path resolves inside its kustomization, every file loads, the dashboard
+ConfigMap is generated, no object is defined twice); every rendered Kubernetes object, and every
+other YAML in manifests/, validates strictly (unknown fields rejected) against the OpenAPI
+schemas of Kubernetes 1.29 and of the newest release kubernetes-validate ships; ServiceMonitor
+and PrometheusRule validate against a schema of the Prometheus Operator fields they use; the
+CRDs in the kustomization validate the examples; every metric named in the PrometheusRule and
+the Grafana dashboard exists in model_agent.metrics and every function is PromQL's; the
+DaemonSet's args parse as ``model-agent run`` flags and its probes, ports, env, hostPath,
+resources and securityContext are wired as the agent expects; the Service, ServiceMonitor and
+alert job agree; RBAC bindings point at existing roles and accounts, grant every verb the agent
+uses, and nothing wider (no wildcards, no list/watch on secrets); the Dockerfile parses with
+Docker's own parser, its stages and base images are well-formed, its entrypoint is the
+package's console script with the ``run`` subcommand, it runs as non-root, and its COPY
+sources exist and are not excluded by .dockerignore.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+import pathlib
+import re
+import tomllib
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import dockerfile
+import jsonschema
+import kubernetes_validate
+import prometheus_client as prom
+import pytest
+import yaml
+
+from model_agent import cli, metrics, settings
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+K8S_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+
+# --- a small kustomize ----------------------------------------------------------------------
+
+
+def render(directory: pathlib.Path) -> list[dict[str, Any]]:
+    """``kustomize build`` for the features manifests/ uses: resources (files and
+    directories), configMapGenerator with files, labels and disableNameSuffixHash."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+    assert kustomization["kind"] == "Kustomization"
+    unsupported = set(kustomization) - {"apiVersion", "kind", "resources", "configMapGenerator"}
+    assert not unsupported, f"renderer does not support {unsupported}"
+    objects: list[dict[str, Any]] = []
+    for entry in kustomization.get("resources", []):
+        path = (directory / entry).resolve()
+        assert path.is_relative_to(directory.resolve()), f"{entry} escapes {directory}"
+        assert path.exists(), f"{directory / entry} listed in kustomization does not exist"
+        if path.is_dir():
+            objects.extend(render(path))
+        else:
+            objects.extend(d for d in yaml.safe_load_all(path.read_text()) if d is not None)
+    for generator in kustomization.get("configMapGenerator", []):
+        options = generator.get("options", {})
+        assert options.get("disableNameSuffixHash") is True, "renderer does not hash names"
+        data = {}
+        for file in generator["files"]:
+            source = (directory / file).resolve()
+            assert source.is_relative_to(directory.resolve()) and source.is_file()
+            data[source.name] = source.read_text()
+        meta = {"name": generator["name"], "labels": options.get("labels", {})}
+        if "namespace" in generator:
+            meta["namespace"] = generator["namespace"]
+        objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data})
+    return objects
+
+
+def identity(obj: dict[str, Any]) -> tuple[str, str, str, str]:
+    meta = obj["metadata"]
+    return obj["apiVersion"].split("/")[0], obj["kind"], meta.get("namespace", ""), meta["name"]
+
+
+CORE = render(MANIFESTS)
+MONITORING = render(MANIFESTS / "monitoring")
+RENDERED = CORE + MONITORING
+
+
+def the(kind: str, objects: list[dict[str, Any]] = RENDERED) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [o for o in the(kind) if name is None or o["metadata"]["name"] == name]
+    assert len(found) == 1, (kind, name, [o["metadata"]["name"] for o in found])
+    return found[0]
+
+
+def test_kustomizations_render_with_every_object_defined_once() -> None:
+    ids = [identity(o) for o in RENDERED]
+    assert len(ids) == len(set(ids)), "an object is defined twice"
+    kinds = {o["kind"] for o in CORE}
+    assert {
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "DaemonSet",
+        "Service",
+    } <= kinds
+    assert {o["kind"] for o in MONITORING} == {"ServiceMonitor", "PrometheusRule", "ConfigMap"}
+    assert len(the("CustomResourceDefinition")) == 2
+
+
+def test_examples_are_not_applied_by_the_kustomization() -> None:
+    kinds = {o["kind"] for o in RENDERED}
+    assert "BaseModel" not in kinds and "ClusterBaseModel" not in kinds
+
+
+def test_every_namespaced_object_is_in_the_ome_namespace() -> None:
+    cluster_kinds = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+    for obj in RENDERED:
+        if obj["kind"] not in cluster_kinds:
+            assert obj["metadata"].get("namespace") == "ome", identity(obj)
+
+
+# --- schemas --------------------------------------------------------------------------------
+
+
+def every_yaml_object() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path in sorted(MANIFESTS.rglob("*.yaml")):
+        if path.name == "kustomization.yaml" or "examples" in path.parts:
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc is not None:
+                yield f"{path.relative_to(MANIFESTS)}:{doc['kind']}/{doc['metadata']['name']}", doc
+
+
+ALL_OBJECTS = dict(every_yaml_object()) | {
+    f"generated:{o['kind']}/{o['metadata']['name']}": o for o in the("ConfigMap", MONITORING)
+}
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize(
+    "name", sorted(k for k, v in ALL_OBJECTS.items() if v["kind"] not in OPERATOR_KINDS)
+)
+def test_objects_validate_strictly_against_the_kubernetes_openapi_schema(
+    name: str, version: str
+) -> None:
+    kubernetes_validate.validate(ALL_OBJECTS[name], version, strict=True)
+
+
+def test_a_wrong_field_is_caught_by_the_schema_validation() -> None:
+    daemonset = json.loads(json.dumps(one("DaemonSet")))
+    daemonset["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(daemonset, K8S_VERSIONS[-1], strict=True)
+
+
+_STR = {"type": "string"}
+_STRS = {"type": "array", "items": _STR}
+_LABELS = {"type": "object", "additionalProperties": _STR}
+_META = {
+    "type": "object",
+    "required": ["name", "namespace"],
+    "additionalProperties": False,
+    "properties": {"name": _STR, "namespace": _STR, "labels": _LABELS, "annotations": _LABELS},
+}
+#: The Prometheus Operator (monitoring.coreos.com/v1) fields manifests/ uses, closed to others.
+OPERATOR_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ServiceMonitor": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": "ServiceMonitor"},
+            "metadata": _META,
+            "spec": {
+                "type": "object",
+                "required": ["selector", "endpoints"],
+                "additionalProperties": False,
+                "properties": {
+                    "namespaceSelector": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"matchNames": _STRS, "any": {"type": "boolean"}},
+                    },
+                    "selector": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"matchLabels": _LABELS},
+                    },
+                    "endpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "port": _STR,
+                                "path": {"type": "string", "pattern": "^/"},
+                                "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                "scrapeTimeout": {
+                                    "type": "string",
+                                    "pattern": "^[0-9]+(ms|s|m|h)$",
+                                },
+                                "honorLabels": {"type": "boolean"},
+                                "relabelings": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "sourceLabels": _STRS,
+                                            "targetLabel": _STR,
+                                            "regex": _STR,
+                                            "replacement": _STR,
+                                            "action": {
+                                                "enum": [
+                                                    "replace",
+                                                    "keep",
+                                                    "drop",
+                                                    "labeldrop",
+                                                    "labelkeep",
+                                                    "labelmap",
+                                                ]
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "PrometheusRule": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": "PrometheusRule"},
+            "metadata": _META,
+            "spec": {
+                "type": "object",
+                "required": ["groups"],
+                "additionalProperties": False,
+                "properties": {
+                    "groups": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "rules"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": _STR,
+                                "rules": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["alert", "expr"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "alert": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                                            },
+                                            "expr": _STR,
+                                            "for": {
+                                                "type": "string",
+                                                "pattern": "^[0-9]+(ms|s|m|h|d)$",
+                                            },
+                                            "labels": _LABELS,
+                                            "annotations": _LABELS,
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    }
+                },
+            },
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OPERATOR_KINDS))
+def test_prometheus_operator_objects_validate(kind: str) -> None:
+    jsonschema.validate(one(kind), OPERATOR_SCHEMAS[kind])
+
+
+def test_the_crds_in_the_kustomization_validate_the_examples() -> None:
+    schemas = {
+        crd["spec"]["names"]["kind"]: crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for crd in the("CustomResourceDefinition")
+    }
+    examples = sorted((MANIFESTS / "examples").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        for doc in yaml.safe_load_all(path.read_text()):
+            jsonschema.validate(doc, schemas[doc["kind"]])
+
+
+# --- PromQL over the agent's metrics --------------------------------------------------------
+
+PROMQL_FUNCTIONS = {
+    "abs", "absent", "absent_over_time", "avg", "avg_over_time", "bottomk", "ceil", "changes",
+    "clamp", "clamp_max", "clamp_min", "count", "count_over_time", "count_values", "delta",
+    "deriv", "exp", "floor", "group", "histogram_quantile", "idelta", "increase", "irate",
+    "label_join", "label_replace", "last_over_time", "ln", "log2", "log10", "max",
+    "max_over_time", "min", "min_over_time", "predict_linear", "quantile", "quantile_over_time",
+    "rate", "resets", "round", "scalar", "sgn", "sort", "sort_desc", "sqrt", "stddev",
+    "stddev_over_time", "stdvar", "sum", "sum_over_time", "time", "timestamp", "topk", "vector",
+}  # fmt: skip
+PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+#: Series Prometheus itself generates for every target.
+PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+
+
+def exposed_series_names() -> set[str]:
+    """Every series name the agent's registry can expose, with the type suffixes."""
+    names: set[str] = set()
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "summary": ("_sum", "_count", "_created"),
+    }
+    for family in metrics.Metrics(prom.CollectorRegistry()).registry.collect():
+        names.add(family.name)
+        names.update(family.name + s for s in suffixes.get(family.type, ()))
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+EXPOSED = exposed_series_names()
+
+
+def promql_names(expr: str) -> tuple[set[str], set[str]]:
+    """(metric names, function names) used by a PromQL expression."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)
+    text = re.sub(r"\{[^{}]*\}", " ", text)
+    text = re.sub(r"\[[^\[\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without)\s*\([^()]*\)\s*", "", text)  # sum by (x) (...) -> sum(...)
+    text = re.sub(r"\b(on|ignoring|group_left|group_right)\s*\([^()]*\)", " ", text)
+    assert text.count("(") == text.count(")"), f"unbalanced parentheses: {expr}"
+    metric_names, functions = set(), set()
+    modifiers = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+    for match in re.finditer(r"(?<![\w.$])([A-Za-z_:][\w:]*)(\s*\()?", text):
+        word, call = match.group(1), match.group(2)
+        if word in modifiers or word.lower() in PROMQL_KEYWORDS:
+            continue
+        (functions if call else metric_names).add(word)
+    return metric_names, functions
+
+
+def test_the_promql_name_extractor_finds_metrics_and_functions() -> None:
+    names, functions = promql_names(
+        'sum by (node) (rate(foo_total{job="x", a=~"b.*"}[5m])) / on (node) bar > 1e9'
+    )
+    assert names == {"foo_total", "bar"} and functions == {"sum", "rate"}
+
+
+def rule_expressions() -> list[tuple[str, str]]:
+    return [
+        (rule["alert"], rule["expr"])
+        for group in one("PrometheusRule")["spec"]["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        one("ConfigMap", "ome-model-agent-dashboard")["data"]["grafana-dashboard.json"]
+    )
+    return data
+
+
+def dashboard_expressions() -> list[tuple[str, str]]:
+    return [
+        (f"{panel['title']}/{target['refId']}", target["expr"])
+        for panel in dashboard()["panels"]
+        for target in panel["targets"]
+    ]
+
+
+@pytest.mark.parametrize(("where", "expr"), rule_expressions() + dashboard_expressions())
+def test_every_expression_names_only_metrics_the_agent_exposes(where: str, expr: str) -> None:
+    names, functions = promql_names(expr)
+    assert names, f"{where}: no metric in {expr}"
+    assert names <= EXPOSED | PROMETHEUS_SERIES, f"{where}: unknown {names - EXPOSED}"
+    assert functions <= PROMQL_FUNCTIONS, f"{where}: unknown function {functions}"
+
+
+def test_alerts_cover_failures_down_stuck_checksums_and_disk() -> None:
+    used = set().union(*(promql_names(expr)[0] for _, expr in rule_expressions()))
+    assert {
+        "model_agent_downloads_failed_total",
+        "up",
+        "model_agent_download_in_progress_bytes",
+        "model_agent_md5_checksum_failed_total",
+        "model_agent_filesystem_free_bytes",
+    } <= used
+
+
+def test_dashboard_panels_have_unique_ids_and_cover_the_contract_metrics() -> None:
+    board = dashboard()
+    ids = [panel["id"] for panel in board["panels"]]
+    assert len(ids) == len(set(ids))
+    used = set().union(*(promql_names(expr)[0] for _, expr in dashboard_expressions()))
+    for name in (
+        "model_agent_downloads_success_total",
+        "model_agent_downloads_failed_total",
+        "model_agent_download_bytes_total",
+        "model_agent_active_workers",
+        "model_agent_task_queue_depth",
+        "model_agent_download_duration_seconds_bucket",
+        "model_agent_verifications_total",
+        "model_agent_md5_checksum_failed_total",
+        "model_agent_rate_limit_total",
+        "model_agent_rate_limit_wait_seconds_sum",
+        "model_agent_configmap_operations_total",
+        "model_agent_verification_duration_seconds_bucket",
+    ):
+        assert name in used, name
+
+
+# --- the DaemonSet and friends --------------------------------------------------------------
+
+
+def container() -> dict[str, Any]:
+    [main] = one("DaemonSet")["spec"]["template"]["spec"]["containers"]
+    return dict(main)
+
+
+def agent_settings() -> settings.Settings:
+    args = cli.build_parser().parse_args(["run", *container()["args"]])
+    flags = {f.field: getattr(args, f.field, None) for f in settings.FLAGS}
+    return settings.resolve(flags, {"NODE_NAME": "node-1"})
+
+
+def test_daemonset_args_are_valid_run_flags() -> None:
+    config = agent_settings()
+    assert config.models_root_dir == "/mnt/models"
+    assert config.log_format == "json"
+
+
+def test_daemonset_env_comes_from_the_downward_api_and_the_instance_type_map() -> None:
+    env = {e["name"]: e for e in container()["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    ref = env["INSTANCE_TYPE_MAP"]["valueFrom"]["configMapKeyRef"]
+    mapping = json.loads(one("ConfigMap", ref["name"])["data"][ref["key"]])
+    assert mapping["BM.GPU.H100.8"] == "H100"
+    settings.resolve({}, {"INSTANCE_TYPE_MAP": json.dumps(mapping)})  # the agent accepts it
+
+
+def port_number(name_or_number: str | int) -> int:
+    if isinstance(name_or_number, int):
+        return name_or_number
+    return {p["name"]: p["containerPort"] for p in container()["ports"]}[name_or_number]
+
+
+def test_probes_hit_the_endpoints_the_agent_serves() -> None:
+    config = agent_settings()
+    main = container()
+    kopf = urllib.parse.urlsplit(config.liveness_endpoint)
+    live = main["livenessProbe"]["httpGet"]
+    assert (port_number(live["port"]), live["path"]) == (kopf.port, kopf.path) == (8081, "/healthz")
+    ready = main["readinessProbe"]["httpGet"]
+    assert (port_number(ready["port"]), ready["path"]) == (config.port, "/readyz")
+    start = main["startupProbe"]["httpGet"]
+    assert port_number(start["port"]) == config.port and start["path"] in {"/livez", "/healthz"}
+    startup_budget = (
+        main["startupProbe"]["periodSeconds"] * main["startupProbe"]["failureThreshold"]
+    )
+    assert startup_budget >= 60
+
+
+def test_the_models_root_is_a_host_path_mounted_where_the_agent_writes() -> None:
+    spec = one("DaemonSet")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container()["volumeMounts"]}
+    root = agent_settings().models_root_dir
+    assert volumes[mounts[root]]["hostPath"]["path"] == root
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
+def quantity(text: str) -> float:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "m": 1e-3, "": 1}
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(text)).groups()  # type: ignore[union-attr]
+    return float(number) * units[unit]
+
+
+def test_resources_come_from_the_measured_budget_not_100_gib() -> None:
+    resources = container()["resources"]
+    assert 150 * 2**20 <= quantity(resources["requests"]["memory"]) <= 512 * 2**20
+    assert 512 * 2**20 <= quantity(resources["limits"]["memory"]) <= 2 * 2**30
+    assert quantity(resources["requests"]["cpu"]) <= 1
+
+
+def test_the_agent_runs_non_root_read_only_without_capabilities() -> None:
+    pod = one("DaemonSet")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    context = container()["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"] and "add" not in context["capabilities"]
+    for init in pod.get("initContainers", []):  # root only to chown, with CHOWN alone
+        assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+
+
+def test_service_servicemonitor_and_alerts_point_at_the_agent() -> None:
+    pod_labels = one("DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    service = one("Service")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    [port] = service["spec"]["ports"]
+    assert port_number(port["targetPort"]) == agent_settings().metrics_port
+    monitor = one("ServiceMonitor")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == port["name"]
+    jobs = {m for _, e in rule_expressions() for m in re.findall(r'job="([^"]+)"', e)}
+    assert jobs == {service["metadata"]["name"]}
+
+
+# --- RBAC -----------------------------------------------------------------------------------
+
+
+def granted(namespace: str | None) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) the agent's ServiceAccount gets in ``namespace``
+    (None: cluster-wide only)."""
+    roles = {("ClusterRole", r["metadata"]["name"]): r for r in the("ClusterRole")}
+    roles |= {
+        ("Role", r["metadata"]["name"]): r
+        for r in the("Role")
+        if r["metadata"]["namespace"] == namespace
+    }
+    bindings = the("ClusterRoleBinding") + [
+        b for b in the("RoleBinding") if b["metadata"]["namespace"] == namespace
+    ]
+    result = set()
+    for binding in bindings:
+        subjects = {(s["kind"], s["name"], s.get("namespace")) for s in binding["subjects"]}
+        if ("ServiceAccount", "ome-model-agent", "ome") not in subjects:
+            continue
+        role = roles[(binding["roleRef"]["kind"], binding["roleRef"]["name"])]
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    result.update((group, resource, verb) for verb in rule["verbs"])
+    return result
+
+
+def test_bindings_point_at_existing_roles_and_the_service_account() -> None:
+    accounts = {(a["metadata"]["namespace"], a["metadata"]["name"]) for a in the("ServiceAccount")}
+    roles = {(r["kind"], r["metadata"]["name"]) for r in the("ClusterRole") + the("Role")}
+    assert one("DaemonSet")["spec"]["template"]["spec"]["serviceAccountName"] == "ome-model-agent"
+    for binding in the("ClusterRoleBinding") + the("RoleBinding"):
+        assert (binding["roleRef"]["kind"], binding["roleRef"]["name"]) in roles
+        for subject in binding["subjects"]:
+            assert (subject["namespace"], subject["name"]) in accounts
+
+
+NEEDED_CLUSTER_WIDE = {
+    # get adds nothing that list does not already reveal; the agent may re-read one model.
+    ("ome.io", "basemodels", "get"),
+    ("ome.io", "clusterbasemodels", "get"),
+    ("ome.io", "basemodels", "list"),
+    ("ome.io", "basemodels", "watch"),
+    ("ome.io", "clusterbasemodels", "list"),
+    ("ome.io", "clusterbasemodels", "watch"),
+    ("", "nodes", "get"),
+    ("", "nodes", "list"),
+    ("", "nodes", "watch"),
+    ("", "nodes", "patch"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    ("", "secrets", "get"),
+    ("", "events", "create"),
+}
+NEEDED_IN_OME = {
+    ("", "configmaps", "get"),
+    ("", "configmaps", "create"),
+    ("", "configmaps", "patch"),
+    ("", "events", "create"),
+    ("", "secrets", "get"),
+}
+
+
+def test_rbac_grants_every_verb_the_agent_and_kopf_use() -> None:
+    assert NEEDED_CLUSTER_WIDE <= granted(None)
+    assert NEEDED_IN_OME <= granted("ome")
+
+
+def test_rbac_grants_nothing_beyond_what_is_needed() -> None:
+    assert granted(None) == NEEDED_CLUSTER_WIDE
+    assert granted("ome") - granted(None) == {
+        ("", "configmaps", "get"),
+        ("", "configmaps", "create"),
+        ("", "configmaps", "patch"),
+    }
+    for role in the("ClusterRole") + the("Role"):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+    assert not {("", "secrets", v) for v in ("list", "watch")} & granted("ome")
+    assert not {("", "namespaces", v) for v in ("get", "list", "watch")} & granted("ome")
+
+
+def test_the_optional_write_spec_role_is_valid_and_not_applied_by_default() -> None:
+    objects = [d for d in yaml.safe_load_all((MANIFESTS / "rbac-write-spec.yaml").read_text()) if d]
+    assert {o["kind"] for o in objects} == {"ClusterRole", "ClusterRoleBinding"}
+    assert ("ome.io", "basemodels", "patch") not in granted(None)
+
+
+# --- the Dockerfile -------------------------------------------------------------------------
+
+DOCKERFILE = dockerfile.parse_file(str(ROOT / "Dockerfile"))
+IMAGE_RE = re.compile(
+    r"^(?:[a-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+
+
+def stages() -> list[tuple[str, str]]:
+    """(resolved base image, stage name) per FROM, with global ARG defaults substituted."""
+    args: dict[str, str] = {}
+    result = []
+    for command in DOCKERFILE:
+        if command.cmd == "FROM":
+            break
+        if command.cmd == "ARG":
+            name, _, default = command.value[0].partition("=")
+            args[name] = default
+    for command in DOCKERFILE:
+        if command.cmd == "FROM":
+            image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m.group(1) or m.group(2)],
+                           command.value[0])  # fmt: skip
+            assert len(command.value) == 3 and command.value[1].upper() == "AS", command.original
+            result.append((image, command.value[2]))
+    return result
+
+
+def test_dockerfile_stages_and_base_images_parse() -> None:
+    found = stages()
+    assert len(found) >= 2, "multi-stage build expected"
+    names = [name for _, name in found]
+    assert len(names) == len(set(names))
+    for image, _ in found:
+        assert IMAGE_RE.match(image), image
+        assert "slim" in image or "distroless" in image, f"{image} is not a slim runtime"
+    seen: set[str] = set()
+    for command in DOCKERFILE:
+        if command.cmd == "FROM":
+            seen.add(command.value[2])
+        for flag in command.flags:
+            match = re.search(r"(?:^--from=|[,=]from=)([\w.-]+)", flag)
+            if match:
+                assert match.group(1) in seen - {command.value[-1]}, command.original
+
+
+def test_dockerfile_entrypoint_is_the_packages_console_script_with_run() -> None:
+    [entrypoint] = [c for c in DOCKERFILE if c.cmd == "ENTRYPOINT"]
+    assert entrypoint.json, "exec form, so SIGTERM reaches the agent"
+    assert entrypoint.value == ("model-agent", "run")
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts[entrypoint.value[0]].partition(":")
+    assert callable(getattr(importlib.import_module(module), function))
+    args = cli.build_parser().parse_args([entrypoint.value[1], "--node-name", "n"])
+    assert args.command == "run"
+
+
+def test_dockerfile_runs_non_root_and_exposes_the_agent_ports() -> None:
+    final = DOCKERFILE[max(i for i, c in enumerate(DOCKERFILE) if c.cmd == "FROM") :]
+    [user] = [c for c in final if c.cmd == "USER"]
+    uid = user.value[0].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0
+    pod = one("DaemonSet")["spec"]["template"]["spec"]
+    assert int(uid) == pod["securityContext"]["runAsUser"]
+    exposed = {int(p) for c in final if c.cmd == "EXPOSE" for p in c.value}
+    assert {p["containerPort"] for p in container()["ports"]} <= exposed
+
+
+def dockerignored(path: str) -> bool:
+    """Docker's .dockerignore semantics for the patterns used: last match wins, ``!`` re-includes,
+    a pattern matching a directory covers everything below it."""
+    ignored = False
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate, pattern = line.startswith("!"), line.lstrip("!").rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        regex = fnmatch.translate(pattern).replace(".*", "[^/]*").replace("[^/]*[^/]*", ".*")
+        if pattern == "**" or any(re.fullmatch(regex, p) for p in prefixes):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerfile_copies_exist_and_are_not_dockerignored() -> None:
+    for command in DOCKERFILE:
+        if command.cmd == "COPY" and not any(f.startswith("--from") for f in command.flags):
+            for source in command.value[:-1]:
+                assert (ROOT / source).exists(), source
+                assert not dockerignored(source), f"{source} is excluded by .dockerignore"
+    assert dockerignored(".venv") and dockerignored(".git") and dockerignored("tests")
+    assert not dockerignored("model_agent/http.py")
