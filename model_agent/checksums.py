@@ -28,8 +28,10 @@ __all__ = [
 ]
 
 #: Known algorithms, strongest first. ``git-sha1`` is SHA-1 over ``blob <size>\0`` + content.
-ALGORITHMS = ("sha256", "git-sha1", "md5")
-_HEX_LENGTH = {"sha256": 64, "git-sha1": 40, "md5": 32}
+#: ``md5-parts`` is a multipart upload's md5 of the part md5s: not a content hash; only a
+#: subclass that knows the part sizes can build its hasher (``storage.oci_checksums``).
+ALGORITHMS = ("sha256", "git-sha1", "md5", "md5-parts")
+_HEX_LENGTH = {"sha256": 64, "git-sha1": 40, "md5": 32, "md5-parts": 32}
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
 
 
@@ -50,6 +52,10 @@ class Checksum:
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.value}"
+
+    def hasher(self, size: int) -> Hasher:
+        """A fresh hasher whose ``hexdigest()`` is compared with ``value``."""
+        return new_hasher(self.algorithm, size)
 
 
 class Hasher(Protocol):

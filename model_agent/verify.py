@@ -41,10 +41,14 @@ class Outcome:
     digest: checksums.Checksum | None
 
 
-def hash_file(path: pathlib.Path, algorithm: str, size: int) -> str:
-    """Hex digest of ``path`` (blocking; run it in a thread). Reads ``_READ_SIZE`` at a time
-    into one reused buffer: memory stays flat whatever the file size."""
-    hasher = checksums.new_hasher(algorithm, size)
+def hash_file(path: pathlib.Path, algorithm: str | checksums.Checksum, size: int) -> str:
+    """Hex digest of ``path`` (blocking; run it in a thread) by an algorithm name or an
+    expected ``Checksum``'s own hasher. Reads ``_READ_SIZE`` at a time into one reused
+    buffer: memory stays flat whatever the file size."""
+    if isinstance(algorithm, checksums.Checksum):
+        hasher = algorithm.hasher(size)
+    else:
+        hasher = checksums.new_hasher(algorithm, size)
     buffer = bytearray(_READ_SIZE)
     view = memoryview(buffer)
     with open(path, "rb", buffering=0) as handle:
@@ -85,7 +89,7 @@ class Verifier:
         if expected is None:
             return Outcome("size_only", time.monotonic() - started, None)
         async with self._slots:
-            digest = await asyncio.to_thread(hash_file, path, expected.algorithm, size)
+            digest = await asyncio.to_thread(hash_file, path, expected, size)
         self.bytes_hashed += size
         if digest != expected.value:
             raise errors.ChecksumMismatchError(
