@@ -11,6 +11,7 @@ the HTTP server serves (``/healthz``, ``/readyz``, ``/livez``). The agent adds i
   ``threshold``, or when the monitor itself has not ticked for longer than that (the loop
   is blocked right now).
 - ``workers_alive``: worker tasks given by a callable; fails if one has ended.
+- ``agent_checks``: the agent's standard wiring of the three endpoints from the above.
 - ``reachable``: wraps any awaitable probe (e.g. the API server's ``/version``) with a
   timeout and reports the error class, never the error text (it may carry a URL with
   credentials).
@@ -32,6 +33,7 @@ __all__ = [
     "Check",
     "HealthChecks",
     "LoopLagMonitor",
+    "agent_checks",
     "all_of",
     "directory_writable",
     "reachable",
@@ -223,3 +225,26 @@ class LoopLagMonitor:
                 f"(threshold {self.threshold:g}s)"
             )
         return True, f"event loop lag {self.last_lag:.3f}s"
+
+
+def agent_checks(
+    *,
+    models_root: str | os.PathLike[str],
+    temp_dir: str | os.PathLike[str] | None,
+    loop: LoopLagMonitor,
+    workers: Check | None = None,
+    api: Check | None = None,
+    watches: Check | None = None,
+) -> HealthChecks:
+    """The standard wiring: ``/healthz`` = models root usable; ``/readyz`` = models root and
+    temp dir usable, API reachable, watches open; ``/livez`` = event loop responsive and
+    workers alive. ``api``, ``watches`` and ``workers`` are the agent's own checks."""
+    root = directory_writable(models_root)
+    ready: list[Check] = [root]
+    if temp_dir is not None:
+        ready.append(directory_writable(temp_dir))
+    ready.extend(check for check in (api, watches) if check is not None)
+    live: list[Check] = [loop.check]
+    if workers is not None:
+        live.append(workers)
+    return HealthChecks(healthz=root, readyz=all_of(*ready), livez=all_of(*live))

@@ -18,7 +18,7 @@ import prometheus_client
 import prometheus_client.aiohttp
 from aiohttp import typedefs, web
 
-from model_agent import health
+from model_agent import health, logs
 
 __all__ = ["HealthChecks", "HealthServer"]
 
@@ -48,6 +48,7 @@ class HealthServer:
         self.host = host
         self.check_timeout = check_timeout
         self._runners: list[web.AppRunner] = []
+        self._warn = logs.Throttle(60.0)  # a failing probe logs once a minute, not per probe
         self._sites: list[web.TCPSite] = []
 
     @property
@@ -81,7 +82,9 @@ class HealthServer:
     def _handler(self, name: str) -> typedefs.Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
             ok, detail = await self.run_check(name)
-            if not ok:
+            if ok:
+                self._warn.forget(name)
+            if not ok and self._warn.ready(name):
                 logger.warning("%s failing: %s", name, detail, extra={"probe": name})
             return web.Response(
                 status=200 if ok else 503,

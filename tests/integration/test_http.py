@@ -7,7 +7,9 @@ or is a directory even root cannot write to; /readyz 200 when the injected API c
 live server and 503 when it talks to a closed port, and when the temp dir is not ready; /livez
 200 while the loop is responsive, 503 right after a real blocking call in the loop, 200 again
 once the lag window has passed, and 503 when a worker task crashed; a check that raises or hangs
-answers 503 naming the error class or the timeout; stop() releases the ports.
+answers 503 naming the error class or the timeout; stop() releases the ports; the standard
+agent wiring (health.agent_checks) answers 200 on all three when healthy and fails readiness
+alone when the injected watch check fails.
 """
 
 from __future__ import annotations
@@ -362,3 +364,37 @@ async def test_a_check_that_raises_or_hangs_answers_503() -> None:
         assert await get(f"{base}/healthz") == (503, "failed: healthz check raised ValueError\n")
         status, body = await get(f"{base}/readyz")
     assert status == 503 and "did not finish within 0.2s" in body
+
+
+async def test_agent_checks_wire_all_three_endpoints(tmp_path: pathlib.Path) -> None:
+    watching = [True]
+
+    async def watches() -> tuple[bool, str]:
+        return (True, "watches open") if watching[0] else (False, "basemodels watch closed")
+
+    async def worker() -> None:
+        await asyncio.Event().wait()
+
+    monitor = health.LoopLagMonitor(interval=0.02, threshold=1.0, window=2.0)
+    monitor.start()
+    tasks = [asyncio.create_task(worker(), name="worker-0")]
+    checks = health.agent_checks(
+        models_root=tmp_path,
+        temp_dir=tmp_path,
+        loop=monitor,
+        workers=health.workers_alive(lambda: tasks, minimum=1),
+        watches=watches,
+    )
+    try:
+        async with serving(checks) as (_, base):
+            for path in ("healthz", "readyz", "livez"):
+                await poll_status(f"{base}/{path}", 200)
+            watching[0] = False
+            status, body = await get(f"{base}/readyz")
+            assert status == 503 and "basemodels watch closed" in body
+            assert (await get(f"{base}/healthz"))[0] == 200
+            assert (await get(f"{base}/livez"))[0] == 200
+    finally:
+        await monitor.stop()
+        tasks[0].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
