@@ -82,6 +82,14 @@ class ConfigMapWriter:
             await self._backoff(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def seed(self, data: Mapping[str, str]) -> None:
+        """Take the model entries already in the ConfigMap as written by this agent (after a
+        restart): writing the same value again then costs no request."""
+        for key, value in data.items():
+            if report.is_model_configmap_key(key):
+                self._written[key] = value
+                self.owned[key] = value
+
     # --- writing -------------------------------------------------------------------------
 
     @property

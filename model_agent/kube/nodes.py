@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -73,6 +73,12 @@ class NodeClient:
                 return
             await self._patch_with_retries(key, latest)
             self._written[key] = latest
+
+    def seed(self, labels: Mapping[str, str]) -> None:
+        """Take the model labels the Node already has as written (after a restart)."""
+        for key, value in labels.items():
+            if report.is_model_label(key):
+                self._written[key] = value
 
     def forget(self, key: str) -> None:
         """Drop what is known about a label (the next write goes to the server)."""

@@ -1,0 +1,431 @@
+"""The agent: one serialized lane per model, a bounded pool of downloads, the own-node watch.
+
+``submit`` (called by the Kopf handlers) never blocks: it records the newest wanted state of
+the model in its lane and, when that state differs from what the lane is doing, cancels the
+running task (delete, new URI/revision/path, node no longer selected, spec fixed after a
+failure) and starts the lane's driver. A newer event supersedes a queued one. Downloads run
+at most ``--num-download-worker`` at a time; deletes and report-only work never wait for a
+download slot. Retryable failures back off exponentially (with jitter) and retry; after
+``max_attempts`` of them, or at once for a permanent error, the model is ``Failed`` (with its
+reason) and retried later on a long backoff, or at once when its spec changes.
+
+``start`` reads the own Node, creates the ConfigMap, removes entries, labels and owned files
+of models deleted while the agent was down, submits every existing model (the restart fast
+path then reports complete models Ready without a download) and starts the node watch.
+``stop`` cancels every task within seconds; partial files stay for resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import pathlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from model_agent import (
+    agent_lanes,
+    agent_startup,
+    agent_work,
+    errors,
+    metrics,
+    report,
+    selection,
+    settings,
+    spec,
+)
+from model_agent.kube import configmap, nodes
+from model_agent.kube import models as kube_models
+
+__all__ = ["Agent"]
+
+logger = logging.getLogger("model_agent.agent")
+
+SYNC, DELETE = agent_lanes.SYNC, agent_lanes.DELETE
+Lane = agent_lanes.Lane
+
+
+class Agent:
+    """See the module docstring. Build in the startup handler; ``await start()``."""
+
+    def __init__(
+        self,
+        *,
+        config: settings.Settings,
+        api: client.ApiClient,
+        recorder: metrics.Metrics | None = None,
+        state_dir: pathlib.Path | None = None,
+        max_attempts: int = 5,
+        retry_base: float = 2.0,
+        retry_max: float = 300.0,
+        failed_retry: float = 1800.0,
+    ) -> None:
+        self.config = config
+        self.node_name = config.require_node_name()
+        self.api = api
+        self.metrics = recorder
+        root = pathlib.Path(config.models_root_dir)
+        self.state_dir = state_dir or root / spec.STATE_DIR_NAME
+        self.max_attempts, self.retry_base, self.retry_max = max_attempts, retry_base, retry_max
+        self.failed_retry = failed_retry
+        self.cm = configmap.ConfigMapWriter(
+            api, namespace=config.namespace, node_name=self.node_name, recorder=recorder
+        )
+        self.nodes = nodes.NodeClient(
+            api, node_name=self.node_name, retries=config.node_label_retry
+        )
+        self.work = agent_work.Work(
+            config=config,
+            api=api,
+            cm=self.cm,
+            node=self.nodes,
+            recorder=recorder,
+            state_dir=self.state_dir,
+            shape=self._shape,
+            paths_in_use=self._paths_in_use,
+        )
+        self.lanes: dict[tuple[str, str, str], Lane] = {}
+        self.node = selection.Node(name=self.node_name, labels={})
+        self._slots = agent_lanes.DownloadSlots(config.num_download_worker, recorder)
+        self._reconciles = asyncio.Semaphore(config.max_concurrent_reconciles)
+        self._stopping = False
+        self._started = False
+        self._stop_event = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+        self._shape_cache: tuple[str | None, str | None] | None = None
+        self.last_success: datetime.datetime | None = None
+        self.last_error: str | None = None
+
+    # --- public API ----------------------------------------------------------------------
+
+    def submit(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Record a model event; never blocks (work happens in the lane's task)."""
+        try:
+            ref = spec.identify(body)
+        except errors.AgentError as exc:
+            logger.warning("ignored an event without a model identity: %s", exc)
+            return
+        lane = self.lanes.get(ref.key)
+        if lane is None:
+            lane = self.lanes[ref.key] = Lane(ref=ref)
+        if event_type == "DELETED" or spec.is_deleting(body):
+            self._want_delete(lane, ref)
+            return
+        model: spec.ModelSpec | None = None
+        invalid: errors.AgentError | None = None
+        try:
+            model = spec.parse(body, models_root_dir=self.config.models_root_dir)
+        except errors.AgentError as exc:
+            invalid = exc
+        changed = (
+            model != lane.model
+            or str(invalid) != str(lane.invalid)
+            or ref.uid != lane.ref.uid
+            or lane.deleted
+        )
+        lane.ref, lane.model, lane.invalid, lane.deleted = ref, model, invalid, False
+        if not changed and (lane.wanted or lane.running or lane.retry or lane.done_model):
+            return  # nothing new (e.g. the controller wrote the status)
+        self._want_sync(lane, cancel_running=changed)
+
+    async def start(self) -> None:
+        """Read the node, prepare the ConfigMap, clean up after deletions while down, submit
+        every existing model and start the node watch."""
+        await asyncio.to_thread(self.state_dir.mkdir, parents=True, exist_ok=True)
+        raw_node = await agent_startup.retrying("read own node", self.nodes.get)
+        self._set_node(raw_node, reevaluate=False)
+        data = await agent_startup.retrying("prepare configmap", self.cm.ensure)
+        self.cm.seed(data)
+        self.nodes.seed(self.node.labels)
+        existing = await agent_startup.retrying(
+            "list models", lambda: kube_models.list_models(self.api)
+        )
+        await agent_startup.remove_stale(
+            work=self.work,
+            cm=self.cm,
+            node=self.nodes,
+            node_labels=self.node.labels,
+            existing=existing,
+            data=data,
+            state_dir=self.state_dir,
+            models_root_dir=self.config.models_root_dir,
+        )
+        for body in existing:
+            self.submit(None, body)
+        self._background.append(asyncio.create_task(self._watch_node(), name="node-watch"))
+        self._background.append(asyncio.create_task(self._flush_loop(), name="report-flush"))
+        self._started = True
+        logger.info(
+            "agent started on node %s with %d models known", self.node_name, len(self.lanes)
+        )
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Cancel every task (downloads keep their partial files for resume)."""
+        self._stopping = True
+        self._stop_event.set()
+        tasks: list[asyncio.Task[Any]] = list(self._background)
+        for lane in self.lanes.values():
+            if lane.retry is not None:
+                lane.retry.cancel()
+            for task in (lane.task, lane.driver):
+                if task is not None and not task.done():
+                    tasks.append(task)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        logger.info("agent stopped")
+
+    def health(self) -> dict[str, Any]:
+        watch = self._background[0] if self._background else None
+        watching = watch is not None and not watch.done()
+        healthy = not self._started or watching or self._stopping
+        return {
+            "healthy": healthy,
+            "reason": None if healthy else "node watch ended",
+            "started": self._started,
+            "queue_depth": self._slots.waiting,
+            "active_workers": self._slots.active,
+            "models": len(self.lanes),
+            "last_success": self.last_success,
+            "last_error": self.last_error,
+        }
+
+    def background_tasks(self) -> list[asyncio.Task[None]]:
+        return list(self._background)
+
+    # --- lanes ---------------------------------------------------------------------------
+
+    def _want_delete(self, lane: Lane, ref: spec.ModelRef) -> None:
+        lane.ref = ref
+        if lane.deleted and (lane.wanted == DELETE or lane.running == DELETE):
+            return
+        lane.deleted = True
+        self._cancel_retry(lane)
+        lane.wanted = DELETE
+        if lane.running == SYNC and lane.task is not None:
+            logger.info("model %s: cancelling its task for a delete", ref.configmap_key)
+            lane.task.cancel()
+        self._kick(lane)
+
+    def _want_sync(self, lane: Lane, *, cancel_running: bool) -> None:
+        self._cancel_retry(lane)
+        lane.attempts = 0 if cancel_running else lane.attempts
+        lane.wanted = SYNC
+        if cancel_running and lane.running == SYNC and lane.task is not None:
+            if not self._same_work(lane.running_model, lane.model):
+                logger.info("model %s: spec changed, restarting its task", lane.ref)
+                lane.task.cancel()
+        self._kick(lane)
+
+    @staticmethod
+    def _same_work(old: spec.ModelSpec | None, new: spec.ModelSpec | None) -> bool:
+        return old is not None and new is not None and old.same_source(new)
+
+    def _kick(self, lane: Lane) -> None:
+        if self._stopping:
+            return
+        if lane.driver is None or lane.driver.done():
+            lane.driver = asyncio.create_task(self._drive(lane), name=f"lane {lane.ref}")
+
+    def _cancel_retry(self, lane: Lane) -> None:
+        if lane.retry is not None:
+            lane.retry.cancel()
+            lane.retry = None
+
+    async def _drive(self, lane: Lane) -> None:
+        while lane.wanted is not None and not self._stopping:
+            work, lane.wanted = lane.wanted, None
+            lane.running, lane.running_model = work, lane.model
+            task = asyncio.create_task(self._execute(lane, work))
+            lane.task = task
+            try:
+                await asyncio.wait({task})
+            finally:
+                lane.task, lane.running, running_model = None, None, lane.running_model
+                lane.running_model = None
+            if task.cancelled():
+                continue
+            failure = task.exception()
+            if failure is None:
+                lane.attempts = 0
+                lane.done_model = running_model if work == SYNC else None
+                self.last_success = datetime.datetime.now(datetime.UTC)
+            elif not self._stopping:
+                lane.done_model = None
+                await self._failed(lane, work, failure)
+        if lane.deleted and lane.wanted is None and lane.running is None and lane.retry is None:
+            self.lanes.pop(lane.ref.key, None)
+
+    async def _execute(self, lane: Lane, work: str) -> None:
+        ref = lane.ref
+        if work == DELETE:
+            async with self._reconciles:
+                await self.work.remove(
+                    ref,
+                    model=lane.model,
+                    record=await agent_startup.find_record(self.state_dir, ref),
+                    why="deleted",
+                )
+            lane.selected = False
+            return
+        model, invalid = lane.model, lane.invalid
+        if model is not None and not model.handled:
+            return  # pvc:// belongs to OME's controller
+        selected = model is None or model.selects(self.node)
+        was_selected, lane.selected = lane.selected, selected
+        if not selected:
+            if was_selected or self.work.status.get(ref.configmap_key) or lane.done_model:
+                async with self._reconciles:
+                    await self.work.remove(
+                        ref,
+                        model=model,
+                        record=await agent_startup.find_record(self.state_dir, ref),
+                        why="not selected",
+                    )
+            return
+        if invalid is not None or model is None:
+            raise invalid or errors.InvalidSpecError("spec missing")
+        context = agent_work.WorkContext(
+            on_progress=lambda p: self._on_progress(lane, p), download_slot=self._slots.slot
+        )
+        await self.work.sync(model, context)
+
+    async def _failed(self, lane: Lane, work: str, failure: BaseException) -> None:
+        ref = lane.ref
+        error = failure if isinstance(failure, errors.AgentError) else None
+        reason = error.reason if error is not None else "Error"
+        message = str(failure) or type(failure).__name__
+        self.last_error = f"{ref.configmap_key}: {reason}"
+        if work == DELETE:
+            logger.error("model %s: delete Failed: %s (retrying)", ref.configmap_key, message)
+            self._schedule(lane, DELETE, self._backoff(lane))
+            return
+        retryable = error.retryable if error is not None else True
+        lane.attempts += 1
+        if retryable and lane.attempts < self.max_attempts:
+            delay = self._backoff(lane)
+            retry_after = getattr(error, "retry_after", None)
+            if retry_after:
+                delay = max(delay, float(retry_after))
+            logger.warning(
+                "model %s: attempt %d failed (%s: %s); retrying in %.1f s",
+                ref.configmap_key,
+                lane.attempts,
+                reason,
+                message,
+                delay,
+            )
+            self._schedule(lane, SYNC, delay)
+            return
+        keep_ready = self.work.status.get(ref.configmap_key) == report.READY
+        try:
+            if keep_ready:
+                logger.error(
+                    "model %s: update Failed (%s: %s); the Ready version stays",
+                    ref.configmap_key,
+                    reason,
+                    message,
+                )
+            else:
+                await self.work.publish(ref, report.FAILED, reason=reason, message=message)
+        except errors.AgentError as exc:
+            logger.error("model %s: reporting Failed Failed: %s", ref.configmap_key, exc)
+        self._schedule(lane, SYNC, self.failed_retry)
+
+    def _backoff(self, lane: Lane) -> float:
+        return agent_lanes.backoff(lane.attempts, base=self.retry_base, cap=self.retry_max)
+
+    def _schedule(self, lane: Lane, work: str, delay: float) -> None:
+        self._cancel_retry(lane)
+
+        def fire() -> None:
+            lane.retry = None
+            if lane.wanted is None and lane.running is None:
+                lane.wanted = DELETE if lane.deleted else work
+                self._kick(lane)
+
+        lane.retry = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _on_progress(self, lane: Lane, progress: report.Progress) -> None:
+        lane.progress = progress
+        now = time.monotonic()
+        if now - lane.progress_written < self.config.config_map_sync_interval:
+            return
+        lane.progress_written = now
+        task = asyncio.get_running_loop().create_task(self._write_progress(lane, progress))
+        task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+
+    async def _write_progress(self, lane: Lane, progress: report.Progress) -> None:
+        if lane.running == SYNC:
+            with contextlib.suppress(errors.AgentError):
+                await self.work.progress(lane.ref, progress)
+
+    # --- node ----------------------------------------------------------------------------
+
+    def _set_node(self, raw: Mapping[str, Any], *, reevaluate: bool = True) -> None:
+        labels = dict(((raw.get("metadata") or {}).get("labels")) or {})
+        selection_labels = {k: v for k, v in labels.items() if not report.is_model_label(k)}
+        old = {k: v for k, v in self.node.labels.items() if not report.is_model_label(k)}
+        self.node = selection.Node(name=self.node_name, labels=labels)
+        if not reevaluate or selection_labels == old:
+            return
+        for lane in list(self.lanes.values()):
+            if lane.model is None or lane.deleted:
+                continue
+            now = lane.model.selects(self.node)
+            if now != lane.selected:
+                logger.info(
+                    "model %s: node %s %s selected by the labels",
+                    lane.ref.configmap_key,
+                    self.node_name,
+                    "is now" if now else "is no longer",
+                )
+                lane.attempts = 0
+                self._cancel_retry(lane)
+                lane.wanted = SYNC
+                if lane.running == SYNC and lane.task is not None and not now:
+                    lane.task.cancel()
+                self._kick(lane)
+
+    async def _watch_node(self) -> None:
+        async def on_node(raw: dict[str, Any]) -> None:
+            self._set_node(raw)
+
+        await self.nodes.watch(
+            on_node,
+            timeout_seconds=int(self.config.model_watch_resync_period),
+            stop=self._stop_event,
+        )
+
+    async def _flush_loop(self) -> None:
+        interval = max(0.5, min(5.0, self.config.config_map_sync_interval))
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            if self.cm.pending:
+                await self.cm.flush()
+            if self.nodes.pending:
+                await self.nodes.flush()
+
+    def _shape(self) -> str | None:
+        from model_agent import gpu, shapes
+
+        instance_type = shapes.instance_type_from_labels(self.node.labels)
+        if self._shape_cache is None or self._shape_cache[0] != instance_type:
+            found = gpu.detect_shape(
+                instance_type=instance_type, instance_type_map=self.config.instance_type_map
+            )
+            self._shape_cache = (instance_type, found.filter_key if found else None)
+        return self._shape_cache[1]
+
+    def _paths_in_use(self, ref: spec.ModelRef) -> set[str]:
+        return {
+            lane.model.path
+            for lane in self.lanes.values()
+            if lane.ref.key != ref.key and lane.model is not None and not lane.deleted
+        }

@@ -1,0 +1,75 @@
+"""Small parts of the agent's lanes: the per-model ``Lane`` record, the bounded pool of
+download slots (with the queue-depth and active-worker gauges) and the backoff rule."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+from collections.abc import AsyncIterator
+
+from model_agent import errors, metrics, report, spec
+
+__all__ = ["DELETE", "SYNC", "DownloadSlots", "Lane", "backoff"]
+
+SYNC, DELETE = "sync", "delete"
+
+
+@dataclasses.dataclass
+class Lane:
+    """Everything known about one model (key: kind/namespace/name; the uid is tracked)."""
+
+    ref: spec.ModelRef
+    model: spec.ModelSpec | None = None
+    invalid: errors.AgentError | None = None
+    wanted: str | None = None  # SYNC or DELETE, waiting to run
+    running: str | None = None
+    running_model: spec.ModelSpec | None = None
+    task: asyncio.Task[None] | None = None
+    driver: asyncio.Task[None] | None = None
+    retry: asyncio.TimerHandle | None = None
+    attempts: int = 0
+    selected: bool = False
+    deleted: bool = False
+    done_model: spec.ModelSpec | None = None  # the spec the last success was for
+    progress: report.Progress | None = None
+    progress_written: float = 0.0
+
+
+class DownloadSlots:
+    """At most ``size`` downloads at once; ``waiting``/``active`` feed the gauges."""
+
+    def __init__(self, size: int, recorder: metrics.Metrics | None) -> None:
+        self._semaphore = asyncio.Semaphore(size)
+        self._metrics = recorder
+        self.waiting = 0
+        self.active = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        self.waiting += 1
+        self._gauges()
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self.waiting -= 1
+        self.active += 1
+        self._gauges()
+        try:
+            yield
+        finally:
+            self.active -= 1
+            self._semaphore.release()
+            self._gauges()
+
+    def _gauges(self) -> None:
+        if self._metrics is not None:
+            self._metrics.task_queue_depth.set(self.waiting)
+            self._metrics.active_workers.set(self.active)
+
+
+def backoff(attempts: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with +-25 % jitter: base, 2 base, 4 base, ... up to ``cap``."""
+    delay: float = min(cap, base * 2.0 ** max(0, attempts - 1))
+    return delay * (0.75 + random.random() / 2)

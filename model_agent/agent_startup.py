@@ -1,0 +1,87 @@
+"""What the agent does once at start-up: retry the first API calls, and clean up after models
+that were deleted while it was down (their ConfigMap entries, Node labels and, when the
+agent's record says it owns them, their files)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import pathlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from model_agent import agent_disk as disk
+from model_agent import agent_work, errors, report, spec
+from model_agent.kube import configmap, nodes
+
+__all__ = ["find_record", "remove_stale", "retrying"]
+
+logger = logging.getLogger("model_agent.agent")
+T = TypeVar("T")
+
+
+async def retrying(what: str, call: Callable[[], Awaitable[T]], attempts: int = 30) -> T:
+    """``call()``, retried with backoff while it fails with a retryable error."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except errors.AgentError as exc:
+            if not exc.retryable or attempt + 1 >= attempts:
+                logger.error("%s Failed: %s", what, exc)
+                raise
+            await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def find_record(state_dir: pathlib.Path, ref: spec.ModelRef) -> disk.Record | None:
+    records = await asyncio.to_thread(disk.load_records, state_dir)
+    return next((r for r in records if r.config_key == ref.configmap_key), None)
+
+
+async def _quietly(operation: Awaitable[Any]) -> None:
+    try:
+        await operation
+    except errors.AgentError as exc:
+        logger.error("start-up clean-up step Failed: %s (will retry)", exc)
+
+
+async def remove_stale(
+    *,
+    work: agent_work.Work,
+    cm: configmap.ConfigMapWriter,
+    node: nodes.NodeClient,
+    node_labels: Iterable[str],
+    existing: list[dict[str, Any]],
+    data: Mapping[str, str],
+    state_dir: pathlib.Path,
+    models_root_dir: str,
+) -> None:
+    """Entries, labels and owned files of models that no longer exist. Keys that do not
+    look like model keys (another writer's) are left alone."""
+    keys, labels, paths = set(), set(), set()
+    for body in existing:
+        try:
+            ref = spec.identify(body)
+        except errors.AgentError:
+            continue
+        keys.add(ref.configmap_key)
+        labels.add(ref.label_key)
+        with contextlib.suppress(errors.AgentError):
+            paths.add(spec.parse(body, models_root_dir=models_root_dir).path)
+    for record in await asyncio.to_thread(disk.load_records, state_dir):
+        if record.config_key in keys:
+            continue
+        ref = spec.ModelRef(kind=record.kind, namespace=record.namespace, name=record.name)
+        if record.path in paths:  # another existing model uses the path: keep the files
+            record = dataclasses.replace(record, owned=False)
+        await _quietly(work.remove(ref, model=None, record=record, why="deleted while down"))
+    for key in data:
+        if report.is_model_configmap_key(key) and key not in keys:
+            logger.info("configmap update: removing stale entry %s", key)
+            await _quietly(cm.write(key, None))
+    for label in list(node_labels):
+        if report.is_model_label(label) and label not in labels:
+            logger.info("removing stale node label %s", label)
+            await _quietly(node.set_label(label, None))

@@ -1,0 +1,344 @@
+"""The work the agent does for one model: make it present and reported, or gone.
+
+``Work.sync`` (model wanted on this node): pvc is not ours; s3/gs/az/github fail clearly;
+vendor:// is Ready with nothing to fetch; local:// is adopted (checked, analysed, never
+deleted); hf/oci are pulled. The restart fast path comes first: a destination whose completion
+manifest matches the disk and names the same URI is reported Ready with no download and no
+hashing, and nothing is written when the ConfigMap entry and label already say so. An update
+(new URI or revision) downloads beside the old version, which stays Ready until the new one is
+verified; then one rename switches and the old files are removed.
+
+``Work.remove`` (model deleted, or node no longer selected): files go unless the model is
+reserved, local://, or another model uses the same path; the ConfigMap key and Node label are
+removed always, even after errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import pathlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from model_agent import agent_disk as disk
+from model_agent import errors, manifest, metrics, pipeline, report, settings, spec
+from model_agent.download import staging
+from model_agent.kube import configmap, nodes, secrets
+from model_agent.kube import models as kube_models
+
+__all__ = ["Work", "WorkContext"]
+
+logger = logging.getLogger("model_agent.agent")
+
+#: Spec fields the optional write-back fills from the analysis when they are empty.
+_WRITE_BACK = (
+    "modelType",
+    "modelArchitecture",
+    "modelParameterSize",
+    "maxTokens",
+    "modelCapabilities",
+    "quantization",
+    "modelFramework",
+)
+
+
+@dataclasses.dataclass
+class WorkContext:
+    """Per-task knobs the lane hands in (progress is throttled by the agent)."""
+
+    on_progress: Callable[[report.Progress], None] | None = None
+    download_slot: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None
+
+
+class Work:
+    """Clients and settings shared by every model's work."""
+
+    def __init__(
+        self,
+        *,
+        config: settings.Settings,
+        api: client.ApiClient,
+        cm: configmap.ConfigMapWriter,
+        node: nodes.NodeClient,
+        recorder: metrics.Metrics | None,
+        state_dir: pathlib.Path,
+        shape: Callable[[], str | None],
+        paths_in_use: Callable[[spec.ModelRef], set[str]],
+    ) -> None:
+        self.config, self.api, self.cm, self.node = config, api, cm, node
+        self.metrics, self.state_dir = recorder, state_dir
+        self._shape, self._paths_in_use = shape, paths_in_use
+        #: Last status reported per ConfigMap key (Ready / Updating / Failed).
+        self.status: dict[str, str] = {}
+
+    # --- reporting -----------------------------------------------------------------------
+
+    async def publish(
+        self,
+        ref: spec.ModelRef,
+        status: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        progress: report.Progress | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+        label: bool = True,
+    ) -> None:
+        """Write the entry, then the label (the label is what schedules inference pods)."""
+        value = report.entry(
+            ref.name, status, config=config, progress=progress, reason=reason, message=message
+        )
+        if self.status.get(ref.configmap_key) != status:
+            log = logger.error if status == report.FAILED else logger.info
+            log(
+                "model %s %s%s",
+                ref.configmap_key,
+                status,
+                f": {reason}: {message}" if reason else "",
+                extra={"model": ref.configmap_key},
+            )
+        self.status[ref.configmap_key] = status
+        await self.cm.write(ref.configmap_key, value)
+        if label:
+            await self.node.set_label(ref.label_key, status)
+
+    async def progress(self, ref: spec.ModelRef, progress: report.Progress) -> None:
+        if self.status.get(ref.configmap_key) == report.UPDATING:
+            value = report.entry(ref.name, report.UPDATING, progress=progress)
+            await self.cm.write(ref.configmap_key, value)
+
+    # --- sync ----------------------------------------------------------------------------
+
+    async def sync(self, model: spec.ModelSpec, ctx: WorkContext) -> None:
+        ref = model.ref
+        scheme = model.scheme
+        if scheme in ("s3", "gs", "az", "github"):
+            raise errors.UnsupportedStorageError(
+                f"{scheme}:// storage is not supported by this agent ({model.storage_uri})"
+            )
+        if scheme == "vendor":
+            await self.publish(ref, report.READY)
+            return
+        if scheme == "local":
+            await self._adopt_local(model)
+            return
+        destination = pathlib.Path(model.path)
+        stored = await asyncio.to_thread(manifest.load, destination, state_dir=self.state_dir)
+        complete = stored is not None and await asyncio.to_thread(manifest.matches_disk, stored)
+        if complete and stored is not None and stored.uri == model.storage_uri:
+            await self._ready(model, stored.config)
+            return
+        updating_beside = complete
+        target = disk.sibling(destination) if updating_beside else destination
+        await asyncio.to_thread(disk.save_record, self.state_dir, _record(model, owned=True))
+        if not updating_beside:
+            await self.publish(ref, report.UPDATING, progress=report.Progress(phase="scanning"))
+        else:
+            logger.info(
+                "model %s: new source %s downloads beside the Ready version",
+                ref.configmap_key,
+                model.storage_uri,
+                extra={"model": ref.configmap_key},
+            )
+        token = await self._token(model)
+        request = pipeline.PullRequest(
+            uri=model.storage_uri,
+            destination=target,
+            parameters=model.parameters,
+            token=token,
+            model_format=model.model_format,
+            serving=model.serving,
+            shape=self._shape() if (model.model_format or "").lower() == "tensorrtllm" else None,
+            analyse=model.analyse,
+            metrics_labels=metrics.ModelLabels(ref.kind, ref.namespace, ref.name),
+            config_key=ref.configmap_key,
+        )
+        callback = None if updating_beside else _progress_adapter(ctx.on_progress)
+        slot = ctx.download_slot() if ctx.download_slot else contextlib.nullcontext()
+        async with slot:
+            result = await pipeline.pull(
+                request,
+                self.config,
+                state_dir=self.state_dir,
+                metrics=self.metrics,
+                progress=callback,
+            )
+        config: Mapping[str, Any] | None = result.config
+        if updating_beside:
+            moved = await asyncio.to_thread(self._switch, target, destination, ref)
+            config = moved if moved is not None else config
+        await self._ready(model, config)
+
+    def _switch(
+        self, staged: pathlib.Path, destination: pathlib.Path, ref: spec.ModelRef
+    ) -> dict[str, Any] | None:
+        """One rename makes the verified new version current; the old one is removed."""
+        disk.exchange(staged, destination)
+        config = disk.relocate_manifest(
+            staged, destination, state_dir=self.state_dir, config_key=ref.configmap_key
+        )
+        disk.remove_tree(staged)
+        logger.info(
+            "model %s switched to the new version", ref.configmap_key, extra={"model": str(ref)}
+        )
+        return config
+
+    async def _ready(self, model: spec.ModelSpec, config: Mapping[str, Any] | None) -> None:
+        await asyncio.to_thread(disk.save_record, self.state_dir, _record(model, owned=True))
+        await self.publish(model.ref, report.READY, config=config)
+        if self.config.write_spec and config:
+            await self._write_back(model, config)
+
+    async def _adopt_local(self, model: spec.ModelSpec) -> None:
+        path = pathlib.Path(getattr(model.uri, "path", model.path))
+        if not await asyncio.to_thread(path.is_dir):
+            raise errors.NotFoundError(f"local model path {path} does not exist on this node")
+        config: dict[str, Any] = {}
+        if model.analyse:
+            from model_agent import inspection
+
+            config = dict(await asyncio.to_thread(inspection.inspect_directory, path))
+        config["artifact"] = {
+            "sha": "",
+            "parentPath": {model.ref.configmap_key: str(path)},
+            "childrenPaths": [],
+        }
+        await asyncio.to_thread(disk.save_record, self.state_dir, _record(model, owned=False))
+        await self.publish(model.ref, report.READY, config=config)
+
+    async def _token(self, model: spec.ModelSpec) -> str | None:
+        if not model.secret_name:
+            return None
+        namespace = model.ref.namespace or self.config.namespace
+        return await secrets.read_token(
+            self.api, namespace=namespace, name=model.secret_name, key=model.secret_key
+        )
+
+    async def _write_back(self, model: spec.ModelSpec, config: Mapping[str, Any]) -> None:
+        patch = {
+            field: config[field]
+            for field in _WRITE_BACK
+            if config.get(field) not in (None, "", [], {}) and not model.spec.get(field)
+        }
+        if not patch:
+            return
+        ref = model.ref
+        try:
+            await kube_models.patch_spec(
+                self.api, kind=ref.kind, namespace=ref.namespace, name=ref.name, spec=patch
+            )
+            logger.info("model %s: wrote empty spec fields %s", ref, sorted(patch))
+        except errors.AgentError as exc:
+            logger.warning("model %s: spec write-back failed: %s", ref, exc)
+
+    # --- remove --------------------------------------------------------------------------
+
+    async def remove(
+        self,
+        ref: spec.ModelRef,
+        *,
+        model: spec.ModelSpec | None,
+        record: disk.Record | None,
+        why: str,
+    ) -> None:
+        """Remove files (unless kept), then the ConfigMap key and the label, always."""
+        try:
+            await self._remove_files(ref, model, record, why)
+        finally:
+            self.status.pop(ref.configmap_key, None)
+            try:
+                await self.cm.write(ref.configmap_key, None)
+            finally:
+                await self.node.set_label(ref.label_key, None)
+            await asyncio.to_thread(disk.delete_record, self.state_dir, ref.configmap_key)
+            logger.info("model %s removed from this node (%s)", ref.configmap_key, why)
+
+    async def _remove_files(
+        self,
+        ref: spec.ModelRef,
+        model: spec.ModelSpec | None,
+        record: disk.Record | None,
+        why: str,
+    ) -> None:
+        if model is not None:
+            path, reserve = model.path, model.reserve
+            owned = model.scheme in ("hf", "oci") and (record is None or record.owned)
+            if record is None:
+                # Never started here: only leftovers of a download could exist.
+                owned = owned and await asyncio.to_thread(
+                    _has_agent_files, model.path, self.state_dir
+                )
+        elif record is not None:
+            path, reserve, owned = record.path, record.reserve, record.owned
+        else:
+            return
+        if reserve or not owned:
+            logger.info("model %s: files at %s kept (%s)", ref.configmap_key, path, why)
+            return
+        if path in self._paths_in_use(ref):
+            logger.info("model %s: files at %s kept: another model uses the path", ref, path)
+            return
+        destination = pathlib.Path(path)
+        await asyncio.to_thread(self._delete_files, destination)
+        logger.info("model %s: removed files at %s", ref.configmap_key, path)
+
+    def _delete_files(self, destination: pathlib.Path) -> None:
+        for target in (destination, disk.sibling(destination)):
+            disk.remove_tree(target)
+            manifest.forget(target, state_dir=self.state_dir)
+            if self.config.temp_dir:
+                temp = pathlib.Path(self.config.temp_dir)
+                staging.Staging(target, temp_dir=temp).remove()
+
+
+def _has_agent_files(path: str, state_dir: pathlib.Path) -> bool:
+    """Whether anything at ``path`` was put there by this agent (manifest, partial files,
+    a next version)."""
+    destination = pathlib.Path(path)
+    return (
+        manifest.manifest_path(destination, state_dir=state_dir).exists()
+        or (destination / staging.STAGING_NAME).exists()
+        or disk.sibling(destination).exists()
+    )
+
+
+def _record(model: spec.ModelSpec, *, owned: bool) -> disk.Record:
+    ref = model.ref
+    return disk.Record(
+        kind=ref.kind,
+        namespace=ref.namespace,
+        name=ref.name,
+        uid=ref.uid,
+        config_key=ref.configmap_key,
+        label_key=ref.label_key,
+        uri=model.storage_uri,
+        path=model.path,
+        owned=owned and model.scheme in ("hf", "oci"),
+        reserve=model.reserve,
+    )
+
+
+def _progress_adapter(
+    sink: Callable[[report.Progress], None] | None,
+) -> Callable[[pipeline.Progress], None] | None:
+    if sink is None:
+        return None
+
+    def adapt(progress: pipeline.Progress) -> None:
+        sink(
+            report.Progress(
+                phase=progress.phase,
+                total_bytes=progress.total_bytes,
+                completed_bytes=progress.completed_bytes,
+                total_files=progress.total_files,
+                completed_files=progress.completed_files,
+                speed_bytes_per_sec=progress.speed_bytes_per_sec,
+            )
+        )
+
+    return adapt

@@ -1,0 +1,339 @@
+"""The agent (lanes, workers, reporting) against the fake API server and the local hub.
+
+Aspects: a selected BaseModel downloads and becomes Ready with its analysis in the ConfigMap
+and a Ready node label; an unselected ClusterBaseModel gets nothing until the node's labels
+change; deleting removes files, label and key; a delete during a download cancels it fast and
+leaves no files; a restart reports complete models Ready without any model bytes and without
+ever writing Updating; models deleted while the agent was down are cleaned up at start; an
+update downloads beside the Ready version and switches in one rename; a missing repository is
+Failed with a reason, and a fixed spec retries at once; the HF token comes from the Secret;
+reserved models and shared paths keep their files; pvc:// is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import pathlib
+import time
+
+import pytest
+
+from model_agent import agent, errors, settings
+from tests.harness import modelfiles
+
+NODE = "node-a"
+TENSORS = {"model.embed_tokens.weight": ("F32", [8, 8]), "lm_head.weight": ("F32", [8, 8])}
+
+
+def model_files(tmp_path: pathlib.Path, name: str = "src", **config) -> dict[str, bytes]:
+    folder = modelfiles.write_model(
+        tmp_path / name,
+        config={
+            "model_type": "llama",
+            "architectures": ["LlamaForCausalLM"],
+            "max_position_embeddings": 4096,
+            "torch_dtype": "float32",
+            **config,
+        },
+        tensors=TENSORS,
+    )
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def basemodel(name, uri, *, namespace="default", kind="BaseModel", **storage):
+    metadata = {"name": name}
+    if kind == "BaseModel":
+        metadata["namespace"] = namespace
+    return {
+        "apiVersion": "ome.io/v1beta1",
+        "kind": kind,
+        "metadata": metadata,
+        "spec": {"modelFormat": {"name": "safetensors"}, "storage": {"storageUri": uri, **storage}},
+    }
+
+
+class Harness:
+    def __init__(self, kube_api, kube_client, hub, root: pathlib.Path):
+        self.kube, self.client, self.hub, self.root = kube_api, kube_client, hub, root
+        self.agents: list[agent.Agent] = []
+
+    def settings(self, **flags) -> settings.Settings:
+        values = {
+            "node_name": NODE,
+            "models_root_dir": str(self.root),
+            "namespace": "ome",
+            "config_map_sync_interval": "0.1",
+            "download_retry": "0",
+        }
+        values.update({k: str(v) for k, v in flags.items()})
+        return settings.resolve(values, {"HF_ENDPOINT": self.hub.endpoint})
+
+    async def start(self, **kw) -> agent.Agent:
+        options = {"retry_base": 0.05, "retry_max": 0.2, "failed_retry": 30.0}
+        options.update({k: kw.pop(k) for k in list(kw) if k in options or k == "max_attempts"})
+        instance = agent.Agent(config=self.settings(**kw), api=self.client, **options)
+        self.agents.append(instance)
+        await instance.start()
+        return instance
+
+    async def stop_all(self) -> None:
+        for instance in self.agents:
+            await instance.stop()
+        self.agents.clear()
+
+    def create(self, instance: agent.Agent, body: dict) -> dict:
+        stored = self.kube.create(body)
+        instance.submit("ADDED", stored)
+        return stored
+
+    def entry(self, key: str) -> dict | None:
+        cm = self.kube.get("configmaps", NODE, "ome")
+        text = ((cm or {}).get("data") or {}).get(key)
+        return json.loads(text) if text else None
+
+    def label(self, key: str) -> str | None:
+        return self.kube.get("nodes", NODE)["metadata"].get("labels", {}).get(key)
+
+    async def until(self, predicate, deadline: float = 20.0) -> None:
+        await self.kube.wait_for(predicate, timeout=deadline)
+
+
+@pytest.fixture
+async def world(kube_api, kube_client, hf_hub, tmp_path):
+    kube_api.add_node(NODE, {"gpu": "h100"})
+    harness = Harness(kube_api, kube_client, hf_hub, tmp_path / "models")
+    harness.root.mkdir()
+    yield harness
+    await harness.stop_all()
+
+
+def status_of(world: Harness, key: str) -> str | None:
+    return (world.entry(key) or {}).get("status")
+
+
+async def test_a_selected_basemodel_downloads_and_is_reported_ready(world, tmp_path):
+    world.hub.add_repo("org/llama", model_files(tmp_path))
+    instance = await world.start()
+    world.create(instance, basemodel("llama", "hf://org/llama", nodeSelector={"gpu": "h100"}))
+    key, label = "default.basemodel.llama", "models.ome.io/default.basemodel.llama"
+    await world.until(lambda: status_of(world, key) == "Ready")
+    await world.until(lambda: world.label(label) == "Ready")
+    entry = world.entry(key)
+    assert entry["name"] == "llama"
+    assert entry["config"]["modelType"] == "llama"
+    assert entry["config"]["artifact"]["sha"] == world.hub.commit_of("org/llama")
+    assert "progress" not in entry
+    assert (world.root / key / "model.safetensors").is_file()
+    labels = world.kube.get("configmaps", NODE, "ome")["metadata"]["labels"]
+    assert labels["models.ome/basemodel-status"] == "true"
+    assert world.kube.get("basemodels", "llama", "default")["metadata"].get("finalizers") is None
+
+
+async def test_an_unselected_model_waits_for_the_node_labels(world, tmp_path):
+    world.hub.add_repo("org/big", model_files(tmp_path))
+    instance = await world.start()
+    world.create(
+        instance,
+        basemodel("big", "hf://org/big", kind="ClusterBaseModel", nodeSelector={"pool": "big"}),
+    )
+    await asyncio.sleep(0)  # let the lane run once; nothing may appear
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        assert world.entry("clusterbasemodel.big") is None
+        await asyncio.sleep(0.05)
+    assert world.hub.bytes_served() == 0
+    world.kube.patch("nodes", NODE, {"metadata": {"labels": {"pool": "big"}}})
+    await world.until(lambda: status_of(world, "clusterbasemodel.big") == "Ready")
+    await world.until(lambda: world.label("models.ome.io/clusterbasemodel.big") == "Ready")
+    # and when the node stops being selected, files, label and key go
+    world.kube.patch("nodes", NODE, {"metadata": {"labels": {"pool": None}}})
+    await world.until(lambda: world.entry("clusterbasemodel.big") is None)
+    await world.until(lambda: world.label("models.ome.io/clusterbasemodel.big") is None)
+    assert not (world.root / "clusterbasemodel.big").exists()
+
+
+async def test_deleting_removes_files_label_and_key(world, tmp_path):
+    world.hub.add_repo("org/m", model_files(tmp_path))
+    instance = await world.start()
+    stored = world.create(instance, basemodel("m", "hf://org/m"))
+    await world.until(lambda: status_of(world, "default.basemodel.m") == "Ready")
+    world.kube.delete("basemodels", "m", "default")
+    instance.submit("DELETED", stored)
+    await world.until(lambda: world.entry("default.basemodel.m") is None)
+    await world.until(lambda: world.label("models.ome.io/default.basemodel.m") is None)
+    assert not (world.root / "default.basemodel.m").exists()
+
+
+async def test_a_delete_during_a_download_cancels_it_quickly_and_leaves_no_files(world, tmp_path):
+    files = model_files(tmp_path)
+    files["big.dat"] = b"x" * 400_000
+    world.hub.add_repo("org/slow", files)
+    world.hub.faults.throttle(20_000)
+    instance = await world.start()
+    stored = world.create(instance, basemodel("slow", "hf://org/slow"))
+    await world.until(lambda: world.hub.bytes_served() > 0)
+    assert status_of(world, "default.basemodel.slow") == "Updating"
+    started = time.monotonic()
+    instance.submit("DELETED", stored)
+    await world.until(
+        lambda: (
+            world.entry("default.basemodel.slow") is None
+            and world.label("models.ome.io/default.basemodel.slow") is None
+        ),
+        deadline=5,
+    )
+    assert time.monotonic() - started < 2.0
+    assert not (world.root / "default.basemodel.slow").exists()
+
+
+async def test_a_restart_reports_ready_without_model_bytes_or_updating(world, tmp_path):
+    world.hub.add_repo("org/a", model_files(tmp_path))
+    first = await world.start()
+    for name in ("a1", "a2", "a3"):
+        world.create(first, basemodel(name, "hf://org/a"))
+    for name in ("a1", "a2", "a3"):
+        await world.until(lambda n=name: status_of(world, f"default.basemodel.{n}") == "Ready")
+        await world.until(lambda n=name: world.label(f"models.ome.io/default.basemodel.{n}"))
+    await first.stop()
+    served = world.hub.bytes_served()
+    before = len(world.kube.requests)
+    await world.start()
+    second = world.agents[-1]
+    for lane in list(second.lanes.values()):
+        if lane.driver is not None:
+            await asyncio.wait({lane.driver}, timeout=10)
+    assert world.hub.bytes_served() == served
+    writes = [
+        r
+        for r in world.kube.requests[before:]
+        if r.method == "PATCH" and ("configmaps" in r.path or "/nodes/" in r.path)
+    ]
+    assert writes == []  # Ready already, nothing to write: labels never saw Updating
+    assert all(status_of(world, f"default.basemodel.{n}") == "Ready" for n in ("a1", "a2", "a3"))
+
+
+async def test_models_deleted_while_the_agent_was_down_are_cleaned_up_at_start(world, tmp_path):
+    world.hub.add_repo("org/a", model_files(tmp_path))
+    first = await world.start()
+    world.create(first, basemodel("gone", "hf://org/a"))
+    world.create(first, basemodel("kept", "hf://org/a"))
+    await world.until(lambda: status_of(world, "default.basemodel.gone") == "Ready")
+    await world.until(lambda: status_of(world, "default.basemodel.kept") == "Ready")
+    await first.stop()
+    world.kube.delete("basemodels", "gone", "default")
+    world.kube.patch("configmaps", NODE, {"data": {"other-writer": "x"}}, "ome")
+    await world.start()
+    assert world.entry("default.basemodel.gone") is None
+    assert world.label("models.ome.io/default.basemodel.gone") is None
+    assert not (world.root / "default.basemodel.gone").exists()
+    assert status_of(world, "default.basemodel.kept") == "Ready"
+    assert world.kube.get("configmaps", NODE, "ome")["data"]["other-writer"] == "x"
+
+
+async def test_an_update_downloads_beside_the_ready_version_and_switches_once_verified(
+    world, tmp_path
+):
+    first_sha = world.hub.add_repo("org/u", model_files(tmp_path, "v1"))
+    instance = await world.start()
+    world.create(instance, basemodel("u", f"hf://org/u@{first_sha}"))
+    key, label = "default.basemodel.u", "models.ome.io/default.basemodel.u"
+    await world.until(lambda: status_of(world, key) == "Ready")
+    files = model_files(tmp_path, "v2", max_position_embeddings=8192)
+    files["extra.dat"] = b"y" * 200_000
+    second_sha = world.hub.add_repo("org/u", files)
+    world.hub.faults.throttle(100_000)
+    served = world.hub.bytes_served()
+    world.kube.patch(
+        "basemodels",
+        "u",
+        {"spec": {"storage": {"storageUri": f"hf://org/u@{second_sha}"}}},
+        "default",
+    )
+    instance.submit("MODIFIED", world.kube.get("basemodels", "u", "default"))
+    await world.until(lambda: world.hub.bytes_served() > served)
+    # while the new version downloads, the old one is complete, Ready and in place
+    destination = world.root / key
+    assert json.loads((destination / "config.json").read_text())["max_position_embeddings"] == 4096
+    assert not (destination / "extra.dat").exists()
+    assert world.label(label) == "Ready" and status_of(world, key) == "Ready"
+    await world.until(
+        lambda: (
+            (world.entry(key) or {}).get("config", {}).get("artifact", {}).get("sha") == second_sha
+        )
+    )
+    assert json.loads((destination / "config.json").read_text())["max_position_embeddings"] == 8192
+    assert (destination / "extra.dat").stat().st_size == 200_000
+    assert not (world.root / f".{key}.model-agent-next").exists()
+    assert world.entry(key)["config"]["artifact"]["parentPath"] == {key: str(destination)}
+
+
+async def test_a_missing_repository_fails_with_a_reason_and_a_fixed_spec_retries_at_once(
+    world, tmp_path
+):
+    world.hub.add_repo("org/real", model_files(tmp_path))
+    instance = await world.start()
+    world.create(instance, basemodel("typo", "hf://org/nope"))
+    key = "default.basemodel.typo"
+    await world.until(lambda: status_of(world, key) == "Failed")
+    assert world.entry(key)["reason"] in ("NotFound", "Unauthorized")
+    await world.until(lambda: world.label("models.ome.io/default.basemodel.typo") == "Failed")
+    world.kube.patch(
+        "basemodels", "typo", {"spec": {"storage": {"storageUri": "hf://org/real"}}}, "default"
+    )
+    instance.submit("MODIFIED", world.kube.get("basemodels", "typo", "default"))
+    await world.until(lambda: status_of(world, key) == "Ready", deadline=10)
+
+
+async def test_an_invalid_spec_is_failed_naming_the_field(world):
+    instance = await world.start()
+    world.create(instance, basemodel("bad", "hf://org/x", path="relative/dir"))
+    await world.until(lambda: status_of(world, "default.basemodel.bad") == "Failed")
+    entry = world.entry("default.basemodel.bad")
+    assert entry["reason"] == errors.InvalidSpecError.reason
+    assert "spec.storage.path" in entry["message"]
+
+
+async def test_the_hf_token_comes_from_the_secret_named_in_storage_key(world, tmp_path):
+    world.hub.add_repo("org/private", model_files(tmp_path), private=True, token="hf_goodtoken12")
+    world.kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "hf-token", "namespace": "default"},
+            "data": {"token": base64.b64encode(b"hf_goodtoken12").decode()},
+        }
+    )
+    instance = await world.start()
+    world.create(instance, basemodel("private", "hf://org/private", key="hf-token"))
+    await world.until(lambda: status_of(world, "default.basemodel.private") == "Ready")
+    cm_text = json.dumps(world.kube.get("configmaps", NODE, "ome"))
+    assert "hf_goodtoken12" not in cm_text
+
+
+async def test_reserved_models_and_shared_paths_keep_their_files(world, tmp_path):
+    world.hub.add_repo("org/a", model_files(tmp_path))
+    instance = await world.start()
+    reserved = basemodel("res", "hf://org/a")
+    reserved["metadata"]["labels"] = {"models.ome/reserve-model-artifact": "true"}
+    shared_path = str(world.root / "shared")
+    one = world.create(instance, reserved)
+    two = world.create(instance, basemodel("s1", "hf://org/a", path=shared_path))
+    world.create(instance, basemodel("s2", "hf://org/a", path=shared_path))
+    for key in ("default.basemodel.res", "default.basemodel.s1", "default.basemodel.s2"):
+        await world.until(lambda k=key: status_of(world, k) == "Ready")
+    for stored, name in ((one, "res"), (two, "s1")):
+        world.kube.delete("basemodels", name, "default")
+        instance.submit("DELETED", stored)
+        await world.until(lambda n=name: world.entry(f"default.basemodel.{n}") is None)
+    assert (world.root / "default.basemodel.res" / "config.json").is_file()
+    assert (world.root / "shared" / "config.json").is_file()
+
+
+async def test_pvc_models_are_never_touched(world):
+    instance = await world.start()
+    world.create(instance, basemodel("claim", "pvc://models/llama"))
+    await asyncio.sleep(0.2)
+    assert world.entry("default.basemodel.claim") is None
+    assert world.label("models.ome.io/default.basemodel.claim") is None
