@@ -45,6 +45,8 @@ log = logging.getLogger("model_agent.download")
 
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: A slow transfer still writes (and so records for resume) at least this often.
+_FLUSH_SECONDS = 0.25
 _SECRET_HEADERS = ("authorization", "cookie", "proxy-authorization")
 
 
@@ -309,6 +311,7 @@ class Engine:
         stall = self._options.stall_timeout
         write_size = self._options.write_size
         pending = bytearray()
+        written = loop.time()
         try:
             handle = await _open_for_write(staged.temp_path)
             try:
@@ -324,10 +327,11 @@ class Engine:
                         self.bytes_received += len(chunk)
                         if self._on_bytes is not None:
                             self._on_bytes(len(chunk))
-                        if len(pending) >= write_size:
+                        if len(pending) >= write_size or loop.time() - written > _FLUSH_SECONDS:
                             await self._write(handle, staged, cursor, pending)
                             pending = bytearray()
-                            deadline.reschedule(loop.time() + stall)
+                            written = loop.time()
+                            deadline.reschedule(written + stall)
                             await staged.checkpoint()
                 except (aiohttp.ClientError, ConnectionError, TimeoutError):
                     # Bytes that arrived before the failure are good: keep them for the retry.

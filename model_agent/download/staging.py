@@ -36,7 +36,7 @@ __all__ = ["STAGING_NAME", "StagedFile", "Staging", "StagingBusyError"]
 STAGING_NAME = ".model-agent-partial"
 _SIDECAR_VERSION = 1
 _SIDECAR_MAX_BYTES = 1024 * 1024
-_CHECKPOINT_SECONDS = 1.0
+_CHECKPOINT_SECONDS = 0.5
 
 
 class StagingBusyError(errors.RetryableError):
@@ -94,8 +94,8 @@ class StagedFile:
         }
 
     async def checkpoint(self, *, force: bool = False) -> None:
-        """Write the sidecar, at most once a second unless ``force``. Losing the last second
-        only costs a re-fetch; a lying sidecar is caught by verification."""
+        """Write the sidecar, at most twice a second unless ``force``. Losing the last half
+        second only costs a re-fetch; a lying sidecar is caught by verification."""
         now = time.monotonic()
         if not force and now - self._saved_at < _CHECKPOINT_SECONDS:
             return
