@@ -1,0 +1,33 @@
+"""Pytest fixtures for the fake Kubernetes API: ``kube_api`` (a started ``FakeKube``) and
+``kube_client`` (a kubernetes-asyncio ``ApiClient`` configured from its kubeconfig)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from kubernetes_asyncio import client, config
+
+from tests.harness.kube import FakeKube
+
+
+@pytest.fixture
+def kube_api() -> Iterator[FakeKube]:
+    """A fake API server on 127.0.0.1 with the CRDs of manifests/crds, the namespaces
+    default, kube-system and ome, and no nodes (add them with ``add_node``)."""
+    with FakeKube() as kube:
+        yield kube
+
+
+@pytest.fixture
+async def kube_client(kube_api: FakeKube) -> AsyncIterator[client.ApiClient]:
+    """A kubernetes-asyncio ApiClient loaded from ``kube_api.kubeconfig``; closed at teardown."""
+    configuration = client.Configuration()
+    await config.load_kube_config(
+        config_file=kube_api.kubeconfig, client_configuration=configuration
+    )
+    api_client = client.ApiClient(configuration)
+    try:
+        yield api_client
+    finally:
+        await api_client.close()
