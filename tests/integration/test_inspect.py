@@ -225,7 +225,7 @@ def _hostile(path: pathlib.Path, length: int, *, size: int) -> None:
     [
         (2**63, 4096, "exceeds"),
         (200_000_000, 200_000_100, "exceeds"),
-        (90_000_000, 4096, "past the end"),
+        (10_000_000, 4096, "past the end"),
     ],
     ids=["2^63", "200MB-claim", "claim-past-end"],
 )
