@@ -31,8 +31,8 @@ __all__ = [
 
 #: Largest config.json / model_index.json we read (real ones are a few KB to a few hundred).
 CONFIG_MAX_BYTES = 16 * 1024 * 1024
-#: Largest *.safetensors.index.json we read (DeepSeek-V3's is about 9 MB).
-INDEX_MAX_BYTES = 64 * 1024 * 1024
+#: Largest *.safetensors.index.json we read (DeepSeek-V3's and Kimi K2's are about 8-13 MB).
+INDEX_MAX_BYTES = 32 * 1024 * 1024
 CONFIG_NAME = "config.json"
 MODEL_INDEX_NAME = "model_index.json"
 SENTENCE_TRANSFORMERS_NAME = "config_sentence_transformers.json"

@@ -219,6 +219,21 @@ def test_bad_header_lengths_are_rejected_before_anything_is_allocated(
     assert SOURCE in str(caught.value)
 
 
+def test_a_header_length_at_the_cap_is_accepted_and_one_byte_more_is_not() -> None:
+    cap = safetensors.MAX_HEADER_BYTES
+    prefix = struct.pack("<Q", cap)
+    assert safetensors.header_length(prefix, source=SOURCE, file_size=cap + 8) == cap
+    with pytest.raises(errors.ModelInfoError, match="exceeds"):
+        safetensors.header_length(struct.pack("<Q", cap + 1), source=SOURCE, file_size=cap * 2)
+
+
+def test_an_entry_with_extra_keys_is_read_for_its_three_known_ones() -> None:
+    header = {"w": {"dtype": "F16", "shape": [4], "data_offsets": [0, 8], "future": 1}}
+    raw, size = _raw_header(header, data_size=8)
+    parsed = safetensors.parse_header(raw, source=SOURCE, file_size=size)
+    assert safetensors.count_parameters(parsed).total == 4
+
+
 def test_a_file_shorter_than_the_length_prefix_is_rejected() -> None:
     with pytest.raises(errors.ModelInfoError, match="shorter than"):
         safetensors.header_length(b"\x01\x02", source=SOURCE, file_size=2)
