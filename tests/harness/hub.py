@@ -143,15 +143,18 @@ class LocalHub(faults_mod.ServerBase):
         token: str | None = None,
         lfs_threshold: int = 1024,
         tags: tuple[str, ...] = (),
+        allow_unsafe_paths: bool = False,
     ) -> str:
         """Make a commit whose tree is exactly ``files`` and move ``main`` (and ``tags``) to it.
 
         The first call creates the repo (``private``/``gated``/``token`` apply; with no
         ``token`` any bearer token opens a private or gated repo). Later calls add a new commit
         on ``main`` (earlier commits stay reachable by sha). Files of ``lfs_threshold`` bytes or
-        more are LFS files. Returns the new commit sha.
+        more are LFS files. ``allow_unsafe_paths`` lets a hostile repo list names such as
+        ``../x`` or ``/etc/x`` (to test that clients refuse them). Returns the new commit sha.
         """
-        built = {p: _make_file(_check_path(p), src, lfs_threshold) for p, src in files.items()}
+        check = (lambda p: p) if allow_unsafe_paths else _check_path
+        built = {p: _make_file(check(p), src, lfs_threshold) for p, src in files.items()}
         with self._lock:
             repo = self._repos.get(repo_id)
             if repo is None:

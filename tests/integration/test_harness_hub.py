@@ -9,7 +9,8 @@ Aspects covered:
   416 past the end; LFS files 302 to the CDN host 127.0.0.2 with X-Linked-Etag/X-Linked-Size;
 - private and gated repos: 401 RepoNotFound/GatedRepo without the token, files with it, and the
   token never reaches the CDN; 404 RevisionNotFound and EntryNotFound;
-- a new commit moves main to new content while the old sha stays reachable;
+- a new commit moves main to new content while the old sha stays reachable; tags, including
+  ones with slashes (refs/pr/1); a hostile repo may list names like ../x only when asked;
 - every fault knob as a plain client sees it: corruption (the client's file differs), 500,
   429 with Retry-After, 200 for a Range request, a body cut short, a stall, the throttle;
 - a client giving up on a stall frees the server; If-Range with a stale ETag gets 200;
@@ -90,6 +91,21 @@ async def test_hf_hub_download_by_commit_and_by_tag(
 
     assert await asyncio.to_thread(fetch, sha, "a") == LFS
     assert await asyncio.to_thread(fetch, "v1.0", "b") == LFS
+    hf_hub.add_repo("org/model", {"model.safetensors": LFS[::-1]})
+    assert hf_hub.tag("org/model", "refs/pr/1") == hf_hub.commit_of("org/model")
+    assert await asyncio.to_thread(fetch, "refs/pr/1", "c") == LFS[::-1]
+
+
+async def test_a_hostile_repo_can_list_unsafe_names_only_when_asked(
+    hf_hub: hub_mod.LocalHub,
+) -> None:
+    with pytest.raises(ValueError, match="bad repository path"):
+        hf_hub.add_repo("org/evil", {"../escape.json": SMALL})
+    hf_hub.add_repo("org/evil", {"../escape.json": SMALL}, allow_unsafe_paths=True)
+    api = huggingface_hub.HfApi(endpoint=hf_hub.endpoint)
+    tree = await asyncio.to_thread(lambda: list(api.list_repo_tree("org/evil", recursive=True)))
+    files = [e.path for e in tree if isinstance(e, huggingface_hub.hf_api.RepoFile)]
+    assert files == ["../escape.json"]
 
 
 async def test_model_info_and_tree_report_sizes_oids_and_lfs_hashes(
