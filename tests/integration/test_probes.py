@@ -5,7 +5,9 @@ registry that ``import handlers`` fills, so the probes are exercised exactly as 
 Covers: 200 with ``starting`` before the agent exists (memo without an agent); 200 with queue
 depth, active workers and last success (a datetime, made JSON-safe) from ``agent.health()``,
 sync or async; non-200 when the agent reports itself unhealthy; non-200 when the wired livez
-check fails because a worker crashed, and because the event loop was really blocked.
+check fails because a worker crashed, and because the event loop was really blocked. Through
+the whole ``kopf.operator`` against the fake API server: the liveness endpoint serves the probes,
+and every API request Kopf made (CRD scan, lists, watches) is granted by manifests/' RBAC.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import datetime
 import json
 import socket
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +31,21 @@ from kopf._core.intents import registries
 import handlers  # noqa: F401  (registers the probes with Kopf's default registry)
 from handlers import probes
 from model_agent import health
+from tests.harness.kube import FakeKube
+from tests.harness.operator import run_operator_in_thread
+
+MODEL_CR = {
+    "apiVersion": "ome.io/v1beta1",
+    "kind": "BaseModel",
+    "metadata": {"name": "llama", "namespace": "team-a"},
+    "spec": {"storage": {"storageUri": "hf://meta/llama"}},
+}
+CLUSTER_CR = {
+    "apiVersion": "ome.io/v1beta1",
+    "kind": "ClusterBaseModel",
+    "metadata": {"name": "mistral"},
+    "spec": {"storage": {"storageUri": "hf://mistral/mistral"}},
+}
 
 
 class StubAgent:
@@ -152,3 +170,60 @@ async def test_liveness_is_200_with_a_healthy_livez_check() -> None:
     finally:
         await monitor.stop()
     assert status == 200 and body["livez"].startswith("event loop lag")
+
+
+# --- through the whole operator --------------------------------------------------------------
+
+
+def operator_registry(warned: list[str]) -> kopf.OperatorRegistry:
+    """The probe handlers of handlers/probes.py plus event handlers that note what they saw,
+    in a fresh registry (no agent start-up)."""
+    registry = kopf.OperatorRegistry()
+    kopf.on.probe(id="agent", registry=registry)(probes.agent_health)
+    kopf.on.probe(id="livez", registry=registry)(probes.livez)
+
+    def warn(body: kopf.Body, logger: Any, **_: Any) -> None:
+        logger.warning("model needs attention")
+        warned.append(body["metadata"]["name"])
+
+    kopf.on.event("ome.io", "v1beta1", "basemodels", registry=registry)(warn)
+    kopf.on.event("ome.io", "v1beta1", "clusterbasemodels", registry=registry)(warn)
+    return registry
+
+
+def test_kopf_liveness_through_the_operator_and_every_request_fits_the_rbac(
+    kube_api: FakeKube,
+) -> None:
+    from tests.harness import kube_http
+    from tests.unit import test_manifests
+
+    warned: list[str] = []
+    url = f"http://127.0.0.1:{free_port()}/healthz"
+    agent = StubAgent({"queue_depth": 0, "active_workers": 0, "last_success": None})
+    kube_api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+    with run_operator_in_thread(
+        operator_registry(warned),
+        kube_api=kube_api,
+        memo=kopf.Memo(agent=agent),
+        liveness_endpoint=url,
+    ):
+        kube_api.create(MODEL_CR)
+        kube_api.create(CLUSTER_CR)
+        kube_api.wait_for_sync(lambda: {"llama", "mistral"} <= set(warned))
+        with urllib.request.urlopen(url, timeout=10) as response:
+            status, body = response.status, json.loads(response.read())
+    assert status == 200 and body["agent"]["queue_depth"] == 0
+
+    requested = set()
+    for request in kube_api.requests:
+        target = kube_http.parse_path(kube_api.catalog, request.path)
+        if target is None:
+            continue  # discovery: allowed to every authenticated user
+        verb = kube_http.verb_of(request.method, target, request.query)
+        requested.add((target.resource.group, target.resource.plural, verb, target.namespace))
+    assert ("ome.io", "basemodels", "watch", None) in requested
+    for group, resource, verb, namespace in requested:
+        allowed = test_manifests.granted(None) | (
+            test_manifests.granted(namespace) if namespace else set()
+        )
+        assert (group, resource, verb) in allowed, (group, resource, verb, namespace)
