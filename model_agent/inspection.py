@@ -152,11 +152,13 @@ def read_weights(folder: pathlib.Path, *, int_bits: int = 4) -> safetensors.Para
     return safetensors.merge_counts(counts)
 
 
-def _diffusers(root: pathlib.Path, index_path: pathlib.Path) -> dict[str, Any]:
+def _diffusers(index_path: pathlib.Path) -> dict[str, Any]:
     facts = configs.diffusers_facts(_load(index_path), source=str(index_path))
     base = index_path.parent
     counts = []
     for name in sorted(facts.components):
+        if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise errors.ModelInfoError(f"{index_path}: unsafe component name {name!r}")
         folder = base / name
         if folder.is_dir():
             count = read_weights(folder)
@@ -182,12 +184,12 @@ def inspect_directory(path: pathlib.Path) -> dict[str, Any]:
         raise errors.ModelInfoError(f"{root}: not a directory")
     index = root / MODEL_INDEX_NAME
     if index.is_file():
-        return _diffusers(root, index)
+        return _diffusers(index)
     config_path = find_config(root)
     if config_path is None:
         found = find_config(root, MODEL_INDEX_NAME)
         if found is not None:
-            return _diffusers(root, found)
+            return _diffusers(found)
         raise errors.ModelInfoError(
             f"{root}: not a model folder: no {CONFIG_NAME} or {MODEL_INDEX_NAME} found"
         )

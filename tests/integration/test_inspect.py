@@ -202,6 +202,18 @@ def test_a_tensorrt_llm_engine_in_a_shape_folder_is_analysed(tmp_path: pathlib.P
     assert "parameter_count_exact" not in decoded
 
 
+def test_a_diffusers_component_name_cannot_point_outside_the_folder(
+    tmp_path: pathlib.Path,
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    index = {"_class_name": "FluxPipeline", "../elsewhere": ["diffusers", "X"]}
+    (model / "model_index.json").write_text(json.dumps(index))
+    modelfiles.write_safetensors(tmp_path / "elsewhere" / "w.safetensors", {"w": ("F32", (4,))})
+    with pytest.raises(errors.ModelInfoError, match="unsafe component name"):
+        inspection.inspect_directory(model)
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 
