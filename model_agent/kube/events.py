@@ -5,7 +5,8 @@ rate-limited, never an error for the caller.
 BaseModel or ClusterBaseModel, reason ``Downloading``, ``Ready``, ``Failed`` or ``Deleted``,
 a message naming the node, ``source.component`` ``model-agent`` and ``reportingInstance`` the
 node. Events of a BaseModel live in its namespace; those of a ClusterBaseModel (cluster-scoped)
-in the agent's namespace.
+in ``default``: the API server accepts an event about a cluster-scoped object only there (as
+for Node events), so ``kubectl describe clusterbasemodel`` finds them.
 
 N agents report on one object, so every agent limits itself (``EventFilter``, pure):
 - dedupe: the same reason and message for the same object within ``dedupe_window`` is
@@ -36,6 +37,8 @@ __all__ = ["STATES", "EventFilter", "EventRecorder", "ModelRef", "TokenBucket"]
 logger = logging.getLogger("model_agent.events")
 
 COMPONENT = "model-agent"
+#: Where events about cluster-scoped objects must live (API server validation).
+CLUSTER_EVENTS_NAMESPACE = "default"
 MAX_MESSAGE = 1024
 
 #: state → (event type, message template); ``{name}``, ``{node}``, ``{detail}`` filled in.
@@ -168,21 +171,19 @@ def _clip(message: str) -> str:
 
 
 class EventRecorder:
-    """Posts model events for one node. ``namespace`` holds events of cluster-scoped models."""
+    """Posts model events for one node."""
 
     def __init__(
         self,
         api_client: client.ApiClient,
         *,
         node_name: str,
-        namespace: str,
         metrics: metrics.Metrics | None = None,
         event_filter: EventFilter | None = None,
         timeout: float = 10.0,
     ) -> None:
         self._api = client.CoreV1Api(api_client)
         self.node_name = node_name
-        self.namespace = namespace
         self._metrics = metrics
         self._filter = event_filter or EventFilter()
         self._timeout = timeout
@@ -223,7 +224,7 @@ class EventRecorder:
                 self._count(reason, decision)
                 logger.debug("event %s", decision, extra={"model": ref.key, "event_reason": reason})
                 return False
-            namespace = ref.namespace or self.namespace
+            namespace = ref.namespace or CLUSTER_EVENTS_NAMESPACE
             stamp = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
             event = client.CoreV1Event(
                 api_version="v1",

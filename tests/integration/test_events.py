@@ -7,7 +7,8 @@ after the window and after a different state, limits one object before the whole
 the agent across objects, forgets the least recently used objects, and only remembers events
 that were posted. Against the API: a BaseModel's Ready event lands in its namespace with the
 CR as involvedObject, source model-agent, reportingInstance the node and a message naming the
-node; a ClusterBaseModel's event lands in the agent's namespace; the same state twice posts
+node; a ClusterBaseModel's event lands in ``default`` (the only namespace the API server
+accepts for a cluster-scoped involvedObject); the same state twice posts
 once; an API failure is counted and logged, never raised, and the next try posts; a planted
 token in a failure detail never reaches the API; N agents hammering state changes post at
 most N x burst events; metrics count every outcome.
@@ -128,7 +129,7 @@ def recorder(
     api: client.ApiClient, node: str = "node-1", **kwargs: Any
 ) -> tuple[events.EventRecorder, metrics.Metrics]:
     m = metrics.Metrics(prom.CollectorRegistry())
-    return events.EventRecorder(api, node_name=node, namespace="ome", metrics=m, **kwargs), m
+    return events.EventRecorder(api, node_name=node, metrics=m, **kwargs), m
 
 
 async def test_a_basemodel_ready_event_names_the_model_and_the_node(
@@ -154,12 +155,12 @@ async def test_a_basemodel_ready_event_names_the_model_and_the_node(
     assert m.registry.get_sample_value("model_agent_events_total", posted) == 1
 
 
-async def test_a_clusterbasemodel_event_lands_in_the_agent_namespace(
+async def test_a_clusterbasemodel_event_lands_in_the_default_namespace(
     kube_api: FakeKube, kube_client: client.ApiClient
 ) -> None:
     rec, _ = recorder(kube_client)
     assert await rec.model_state(CLUSTERMODEL, "Deleted") is True
-    [event] = kube_api.list("events", "ome")
+    [event] = kube_api.list("events", "default")
     assert event["reason"] == "Deleted"
     assert event["message"] == "Model mistral deleted from node node-1"
     assert "namespace" not in event["involvedObject"]
@@ -213,7 +214,7 @@ async def test_a_planted_token_in_a_failure_detail_never_reaches_the_api(
     rec, _ = recorder(kube_client)
     detail = f"401 from hub with Authorization: Bearer {token}"
     assert await rec.model_state(CLUSTERMODEL, "Failed", detail) is True
-    [event] = kube_api.list("events", "ome")
+    [event] = kube_api.list("events", "default")
     assert token not in event["message"] and "***" in event["message"]
 
 
@@ -234,7 +235,7 @@ async def test_n_agents_hammering_state_changes_post_at_most_n_times_burst(
         for round_ in range(5):
             for model in models:
                 await agent.model_state(model, "Failed", f"attempt {round_}")
-    assert len(kube_api.list("events", "ome")) == 5 * 4
+    assert len(kube_api.list("events", "default")) == 5 * 4
     assert sum(a.results["rate_limited"] for a in agents) == 5 * (5 * 6 - 4)
 
 
@@ -244,4 +245,4 @@ async def test_model_state_soon_posts_in_the_background(
     rec, _ = recorder(kube_client)
     rec.model_state_soon(CLUSTERMODEL, "Downloading")
     await rec.aclose()
-    assert [e["reason"] for e in kube_api.list("events", "ome")] == ["Downloading"]
+    assert [e["reason"] for e in kube_api.list("events", "default")] == ["Downloading"]

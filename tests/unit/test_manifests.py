@@ -124,10 +124,15 @@ def test_examples_are_not_applied_by_the_kustomization() -> None:
     assert "BaseModel" not in kinds and "ClusterBaseModel" not in kinds
 
 
-def test_every_namespaced_object_is_in_the_ome_namespace() -> None:
+def test_every_namespaced_object_is_in_the_ome_namespace_except_the_events_role() -> None:
     cluster_kinds = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
     for obj in RENDERED:
-        if obj["kind"] not in cluster_kinds:
+        if obj["kind"] in cluster_kinds:
+            continue
+        if obj["metadata"]["name"] == "ome-model-agent-events":  # cluster-scoped CRs' events
+            assert obj["kind"] in {"Role", "RoleBinding"}
+            assert obj["metadata"]["namespace"] == "default"
+        else:
             assert obj["metadata"].get("namespace") == "ome", identity(obj)
 
 
@@ -540,9 +545,11 @@ def test_service_servicemonitor_and_alerts_point_at_the_agent() -> None:
 # --- RBAC -----------------------------------------------------------------------------------
 
 
-def granted(namespace: str | None) -> set[tuple[str, str, str]]:
+def granted(
+    namespace: str | None, *, skip_bindings: frozenset[str] | set[str] = frozenset()
+) -> set[tuple[str, str, str]]:
     """(apiGroup, resource, verb) the agent's ServiceAccount gets in ``namespace``
-    (None: cluster-wide only)."""
+    (None: cluster-wide only), ignoring the bindings named in ``skip_bindings``."""
     roles = {("ClusterRole", r["metadata"]["name"]): r for r in the("ClusterRole")}
     roles |= {
         ("Role", r["metadata"]["name"]): r
@@ -556,6 +563,8 @@ def granted(namespace: str | None) -> set[tuple[str, str, str]]:
     for binding in bindings:
         subjects = {(s["kind"], s["name"], s.get("namespace")) for s in binding["subjects"]}
         if ("ServiceAccount", "ome-model-agent", "ome") not in subjects:
+            continue
+        if binding["metadata"]["name"] in skip_bindings:
             continue
         role = roles[(binding["roleRef"]["kind"], binding["roleRef"]["name"])]
         for rule in role["rules"]:
@@ -596,14 +605,25 @@ NEEDED_IN_OME = {
     ("", "configmaps", "get"),
     ("", "configmaps", "create"),
     ("", "configmaps", "patch"),
-    ("", "events", "create"),
     ("", "secrets", "get"),
 }
+#: Events about ClusterBaseModels live in default (API server rule for cluster-scoped objects).
+NEEDED_IN_DEFAULT = {("", "events", "create")}
 
 
 def test_rbac_grants_every_verb_the_agent_and_kopf_use() -> None:
     assert NEEDED_CLUSTER_WIDE <= granted(None)
     assert NEEDED_IN_OME <= granted("ome")
+    assert NEEDED_IN_DEFAULT <= granted("default")
+
+
+def test_the_narrow_install_still_serves_clusterbasemodels() -> None:
+    """Without the cluster-wide binding for model namespaces (the tighter install), the
+    ConfigMap, ClusterBaseModel secrets and ClusterBaseModel events still work."""
+    skip = {"ome-model-agent-model-namespaces"}
+    assert NEEDED_IN_OME <= granted("ome", skip_bindings=skip)
+    assert NEEDED_IN_DEFAULT <= granted("default", skip_bindings=skip)
+    assert ("", "secrets", "get") not in granted(None, skip_bindings=skip)
 
 
 def test_rbac_grants_nothing_beyond_what_is_needed() -> None:
@@ -613,6 +633,7 @@ def test_rbac_grants_nothing_beyond_what_is_needed() -> None:
         ("", "configmaps", "create"),
         ("", "configmaps", "patch"),
     }
+    assert granted("default") - granted(None) == set()
     for role in the("ClusterRole") + the("Role"):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
