@@ -291,10 +291,15 @@ class FakeKube:
 
     def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Store ``obj`` (a full object with apiVersion and kind; namespaced kinds default to
-        the ``default`` namespace). Raises ApiError as the API would (409, 422, ...)."""
+        the ``default`` namespace, which is created when missing). Raises ApiError as the API
+        would (409, 422, ...)."""
         res = self._resource_of(obj)
         namespace = (obj.get("metadata") or {}).get("namespace") or "default"
-        return self.store.create(res, namespace if res.namespaced else None, obj)
+        if res.namespaced and not self.store.has_namespace(namespace):
+            self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        return self.store.create(
+            res, namespace if res.namespaced else None, obj, require_namespace=False
+        )
 
     def get(self, resource: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object, or None. ``namespace=None`` on a namespaced kind finds the one object

@@ -273,9 +273,12 @@ def _label_problem(key: str, value: Any) -> str | None:
 
 def validate_object(kind: str, obj: Mapping[str, Any]) -> None:
     """The checks a real API server makes that the agent can trip over: label syntax and
-    length, annotation size, ConfigMap keys, value types and the 1 MiB ConfigMap limit."""
+    length, annotation size, ConfigMap keys, value types, the 1 MiB ConfigMap limit and
+    the namespace rules of Events."""
     meta = obj.get("metadata") or {}
     name = str(meta.get("name", ""))
+    if kind == "Event":
+        validate_event(obj)
     for key, value in (meta.get("labels") or {}).items():
         problem = _label_problem(key, value)
         if problem:
@@ -304,3 +307,42 @@ def validate_object(kind: str, obj: Mapping[str, Any]) -> None:
                 size += len(key) + len(value.encode())
         if kind == "ConfigMap" and size > CONFIGMAP_MAX_BYTES:
             raise invalid(kind, name, "[]: Too long: must have at most 1048576 bytes")
+
+
+def validate_event(obj: Mapping[str, Any]) -> None:
+    """The API server's Event rules (legacyValidateEvent, and the events.k8s.io/v1 ones):
+    the event's namespace must match the involved object's, and an event about a
+    cluster-scoped object (no involved namespace) lives in ``default`` (or ``kube-system``
+    for events with ``eventTime``). New-style events need a reporting controller and
+    instance, an action and a reason."""
+    meta = obj.get("metadata") or {}
+    name, namespace = str(meta.get("name", "")), meta.get("namespace") or ""
+    core = obj.get("apiVersion") == "v1"
+    ref_field = "involvedObject" if core else "regarding"
+    controller_field = "reportingComponent" if core else "reportingController"
+    involved = (obj.get(ref_field) or {}).get("namespace") or ""
+    if not obj.get("eventTime"):
+        if not core:
+            raise invalid("Event", name, "eventTime: Required value")
+        if (involved == "" and namespace not in ("", "default")) or (
+            involved != "" and involved != namespace
+        ):
+            raise invalid(
+                "Event",
+                name,
+                f"{ref_field}.namespace: Invalid value: {involved!r}: does not "
+                "match event.namespace",
+            )
+        return
+    if involved == "" and namespace not in ("default", "kube-system"):
+        raise invalid(
+            "Event",
+            name,
+            f'{ref_field}.namespace: Invalid value: "": does not match event.namespace',
+        )
+    for field in (controller_field, "reportingInstance", "action", "reason"):
+        value = obj.get(field)
+        if not value:
+            raise invalid("Event", name, f"{field}: Required value")
+        if len(str(value)) > 128:
+            raise invalid("Event", name, f"{field}: Too long: may not be more than 128 bytes")

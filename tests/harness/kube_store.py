@@ -13,6 +13,7 @@ resourceVersion, 410 Gone after ``compact()``.
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 import datetime
@@ -85,7 +86,27 @@ class Watcher:
         return None
 
 
+def _normalise(resource: Resource, obj: dict[str, Any]) -> None:
+    """What the server does to a written object: a Secret's ``stringData`` is folded into
+    ``data`` (base64) and its ``type`` defaults to Opaque."""
+    if resource.builtin and resource.kind == "Secret":
+        string_data = obj.pop("stringData", None) or {}
+        if not isinstance(string_data, dict):
+            raise kube_patch.bad_request("stringData must be an object")
+        data = obj.setdefault("data", {}) or {}
+        for key, value in string_data.items():
+            if not isinstance(value, str):
+                raise kube_patch.bad_request(f"stringData[{key}] must be a string")
+            data[key] = base64.b64encode(value.encode()).decode()
+        obj["data"] = data
+        obj.setdefault("type", "Opaque")
+
+
 class Store:
+    #: Changes kept for watch replay; older resourceVersions answer 410 Gone (as after an
+    #: etcd compaction).
+    max_history = 20_000
+
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.lock = threading.RLock()
@@ -130,6 +151,11 @@ class Store:
             ]
             return items, self._rv
 
+    def has_namespace(self, name: str | None) -> bool:
+        namespaces = self.catalog.by_url("", "v1", "namespaces")
+        with self.lock:
+            return namespaces is not None and (namespaces, None, name) in self._objects
+
     # --- writing -------------------------------------------------------------------------
 
     def create(
@@ -139,7 +165,10 @@ class Store:
         body: Mapping[str, Any],
         *,
         dry_run: bool = False,
+        require_namespace: bool = True,
     ) -> dict[str, Any]:
+        """POST. A namespaced object needs an existing namespace (404 otherwise, as on a
+        real server) unless ``require_namespace`` is False."""
         if not isinstance(body, Mapping):
             raise kube_patch.bad_request("the body of a create must be a JSON object")
         obj = copy.deepcopy(dict(body))
@@ -160,6 +189,13 @@ class Store:
         else:
             meta.pop("namespace", None)
         with self.lock:
+            if resource.namespaced and require_namespace and not self.has_namespace(namespace):
+                raise kube_patch.ApiError(
+                    404,
+                    "NotFound",
+                    f'namespaces "{namespace}" not found',
+                    {"name": namespace, "kind": "namespaces"},
+                )
             if not meta.get("name") and meta.get("generateName"):
                 alphabet = string.ascii_lowercase + string.digits
                 meta["name"] = meta["generateName"] + "".join(random.choices(alphabet, k=5))
@@ -167,6 +203,7 @@ class Store:
             if not name or not isinstance(name, str):
                 raise kube_patch.invalid(resource.kind, "", "metadata.name: Required value")
             kube_patch.validate_name(resource.kind, name)
+            _normalise(resource, obj)
             kube_patch.validate_object(resource.kind, obj)
             key = self._key(resource, meta.get("namespace"), name)
             if key in self._objects:
@@ -418,6 +455,7 @@ class Store:
                 new.pop("status", None)
                 if "status" in old:
                     new["status"] = copy.deepcopy(old["status"])
+        _normalise(resource, new)
         kube_patch.validate_object(resource.kind, new)
         if old["metadata"].get("deletionTimestamp") and len(meta.get("finalizers") or []) > len(
             old["metadata"].get("finalizers") or []
@@ -460,6 +498,10 @@ class Store:
     def _emit(self, resource: Resource, kind: str, old: Any, new: Any) -> None:
         snapshot_old, snapshot_new = copy.deepcopy(old), copy.deepcopy(new)
         self._history.append((self._rv, resource, kind, snapshot_old, snapshot_new))
+        if len(self._history) > self.max_history:
+            dropped = self._history[: len(self._history) - self.max_history]
+            del self._history[: len(dropped)]
+            self._compacted = dropped[-1][0]
         for watcher in list(self._watchers):
             if watcher.resource == resource:
                 event = watcher.translate(kind, snapshot_old, snapshot_new)

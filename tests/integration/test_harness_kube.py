@@ -11,6 +11,7 @@ honour finalizers; the status subresource is separate; validation a real server 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -569,3 +570,111 @@ def test_test_side_helpers_find_objects_across_namespaces():
                 | {"data": {"bad key!": "v"}}
             )
         assert caught.value.status == 422
+
+
+def event(namespace: str, involved: dict[str, Any], *, event_time: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": "model-agent-", "namespace": namespace},
+        "involvedObject": involved,
+        "reason": "Ready",
+        "message": "model is ready",
+        "type": "Normal",
+    }
+    if event_time:
+        body |= {
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "action": "Download",
+            "reportingComponent": "model-agent",
+            "reportingInstance": "node-a",
+        }
+    return body
+
+
+@pytest.mark.parametrize(
+    ("namespace", "involved", "event_time", "status"),
+    [
+        ("team-a", {"kind": "BaseModel", "name": "m", "namespace": "team-a"}, True, 201),
+        ("team-a", {"kind": "BaseModel", "name": "m", "namespace": "team-a"}, False, 201),
+        ("ome", {"kind": "BaseModel", "name": "m", "namespace": "team-a"}, False, 422),
+        ("default", {"kind": "ClusterBaseModel", "name": "c"}, True, 201),
+        ("kube-system", {"kind": "ClusterBaseModel", "name": "c"}, True, 201),
+        ("ome", {"kind": "ClusterBaseModel", "name": "c"}, True, 422),
+        ("ome", {"kind": "ClusterBaseModel", "name": "c"}, False, 422),
+    ],
+)
+async def test_events_follow_the_api_servers_namespace_rules(
+    kube_api, namespace, involved, event_time, status
+):
+    kube_api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+    url = f"{kube_api.url}/api/v1/namespaces/{namespace}/events"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, json=event(namespace, involved, event_time=event_time)) as r:
+            assert r.status == status, await r.text()
+    assert len(kube_api.list("events")) == (1 if status == 201 else 0)
+
+
+async def test_new_style_events_need_reporting_fields(kube_api):
+    body = event("default", {"kind": "ClusterBaseModel", "name": "c"})
+    del body["reportingComponent"]
+    async with aiohttp.ClientSession() as session:
+        url = f"{kube_api.url}/api/v1/namespaces/default/events"
+        async with session.post(url, json=body) as response:
+            assert response.status == 422
+            assert "reportingComponent" in (await response.json())["message"]
+
+
+async def test_api_create_in_a_missing_namespace_is_404_but_test_side_create_adds_it(
+    kube_client, kube_api
+):
+    with pytest.raises(ApiException) as caught:
+        await client.CoreV1Api(kube_client).create_namespaced_config_map("nowhere", configmap("cm"))
+    assert caught.value.status == 404
+    assert json.loads(caught.value.body)["message"] == 'namespaces "nowhere" not found'
+    kube_api.create(basemodel("m1", namespace="team-b"))
+    assert kube_api.get("namespaces", "team-b") is not None
+
+
+async def test_secret_string_data_is_stored_as_base64_data(kube_client, kube_api):
+    secret = await client.CoreV1Api(kube_client).create_namespaced_secret(
+        "default",
+        {"metadata": {"name": "hf"}, "stringData": {"token": "hf_abc"}},
+    )
+    assert secret.data == {"token": "aGZfYWJj"} and secret.type == "Opaque"
+    assert "stringData" not in kube_api.get("secrets", "hf", "default")
+
+
+async def test_fail_next_watch_fails_only_the_watch(kube_client, kube_api):
+    core = client.CoreV1Api(kube_client)
+    kube_api.fail_next(1, method="WATCH", path_contains="/nodes", status=500)
+    assert (await core.list_node()).items == []
+    with pytest.raises(ApiException) as caught:
+        async with watch.Watch() as w:
+            async for _ in w.stream(core.list_node, timeout_seconds=1):
+                pass  # pragma: no cover
+    assert caught.value.status == 500
+    assert kube_api.watching("nodes") == 0
+
+
+async def test_a_client_that_stops_watching_leaves_no_open_watch(kube_client, kube_api):
+    core = client.CoreV1Api(kube_client)
+    kube_api.add_node("node-a")
+    async with watch.Watch() as w:
+        async for _ in w.stream(core.list_node, timeout_seconds=30):
+            w.stop()
+    await kube_api.wait_for(lambda: kube_api.watching("nodes") == 0)
+
+
+async def test_watch_from_a_version_older_than_the_kept_history_is_410(kube_api):
+    kube_api.store.max_history = 3
+    kube_api.add_node("node-a")
+    since = kube_api.resource_version
+    for i in range(4):
+        kube_api.patch("nodes", "node-a", {"metadata": {"labels": {"i": str(i)}}})
+    url = f"{kube_api.url}/api/v1/nodes"
+    params = {"watch": "true", "resourceVersion": str(since), "timeoutSeconds": "1"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, params=params) as response:
+            body = await response.read()
+    assert b'"code": 410' in body
