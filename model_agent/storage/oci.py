@@ -41,6 +41,8 @@ from model_agent.storage import base, oci_auth, oci_checksums
 __all__ = ["OCIBackend", "map_error"]
 
 log = logging.getLogger("model_agent.storage.oci")
+# The SDK logs its circuit-breaker setup at INFO; keep the agent's log to its own lines.
+logging.getLogger("oci").setLevel(logging.WARNING)
 
 _PAGE_LIMIT = 1000
 _FIELDS = "name,size,md5,etag,timeCreated"
@@ -289,11 +291,11 @@ class OCIBackend:
         return base.HTTPRequest(url=url, headers=headers, auth_hosts=frozenset({self._host}))
 
     def check_response(self, file: base.RemoteFile, headers: Mapping[str, str]) -> None:
-        etag = headers.get("ETag")
-        if etag and file.identity.startswith("etag:") and f"etag:{etag}" != file.identity:
+        etag = (headers.get("ETag") or "").strip().removeprefix("W/").strip('"')
+        pinned = file.identity.removeprefix("etag:").strip('"')
+        if etag and file.identity.startswith("etag:") and etag != pinned:
             raise errors.ServerError(
-                f"{file.key} changed since it was pinned (etag {etag}, pinned "
-                f"{file.identity[len('etag:') :]})"
+                f"{file.key} changed since it was pinned (etag {etag}, pinned {pinned})"
             )
 
     async def close(self) -> None:
