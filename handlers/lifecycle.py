@@ -40,7 +40,10 @@ async def start_agent(memo: kopf.Memo, **_: Any) -> None:
     agent = agent_module.Agent(config=config, api=api, recorder=recorder)
     memo["api"], memo["metrics"], memo["agent"] = api, recorder, agent
     await agent.start()
-    memo["health_checks"] = checks = _checks(config, agent)
+    loop = health.LoopLagMonitor(on_sample=recorder.loop_lag_observed)
+    loop.start()
+    memo["loop_monitor"] = loop
+    memo["health_checks"] = checks = _checks(config, agent, loop)
     server = http.HealthServer(
         port=config.port,
         metrics_port=config.metrics_port,
@@ -54,21 +57,28 @@ async def start_agent(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.cleanup()
 async def stop_agent(memo: kopf.Memo, **_: Any) -> None:
     """Cancel downloads (partial files stay for resume), stop serving, close the client."""
-    for key in ("agent", "http"):
+    for key in ("agent", "http", "loop_monitor"):
         if memo.get(key) is not None:
             await memo[key].stop()
     if memo.get("api") is not None:
         await memo["api"].close()
 
 
-def _checks(config: settings_module.Settings, agent: agent_module.Agent) -> health.HealthChecks:
-    async def started() -> tuple[bool, str]:
+def _checks(
+    config: settings_module.Settings,
+    agent: agent_module.Agent,
+    loop: health.LoopLagMonitor,
+) -> health.HealthChecks:
+    async def watching() -> tuple[bool, str]:
         state = agent.health()
-        return bool(state["started"] and state["healthy"]), "agent started, node watch open"
+        ok = bool(state["started"] and state["healthy"])
+        return ok, "node watch open" if ok else f"agent not ready: {state['reason']}"
 
-    workers = health.workers_alive(agent.background_tasks)
-    return health.HealthChecks(
-        healthz=health.directory_writable(config.models_root_dir),
-        readyz=health.all_of(started, workers),
-        livez=workers,
+    return health.agent_checks(
+        models_root=config.models_root_dir,
+        temp_dir=config.temp_dir,
+        loop=loop,
+        workers=health.workers_alive(agent.background_tasks),
+        api=health.reachable("kubernetes API", agent.nodes.get),
+        watches=watching,
     )

@@ -35,6 +35,7 @@ __all__ = ["Work", "WorkContext"]
 
 logger = logging.getLogger("model_agent.agent")
 
+_SETTLE_SECONDS = 0.3
 #: Spec fields the optional write-back fills from the analysis when they are empty.
 _WRITE_BACK = (
     "modelType",
@@ -285,6 +286,11 @@ class Work:
             return
         destination = pathlib.Path(path)
         await asyncio.to_thread(self._delete_files, destination)
+        # A cancelled download may still have a file operation running in a worker thread
+        # (mkdir, a sidecar write): sweep once more after it had time to end.
+        for _ in range(2):
+            await asyncio.sleep(_SETTLE_SECONDS)
+            await asyncio.to_thread(self._delete_files, destination)
         logger.info("model %s: removed files at %s", ref.configmap_key, path)
 
     def _delete_files(self, destination: pathlib.Path) -> None:
