@@ -157,6 +157,7 @@ class Faults:
         """Limit all body bytes of this server together to ``bytes_per_second`` (None/0: off)."""
         with self._lock:
             self._rate = float(bytes_per_second) if bytes_per_second else None
+            self._next_free = 0.0
 
     def fail_next(
         self,

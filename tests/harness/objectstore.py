@@ -388,6 +388,7 @@ class LocalObjectStore(faults_mod.ServerBase):
         if span is not None:
             status, (start, end) = 206, span
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{stored.size}"
+            headers.pop("Content-MD5", None)  # it would describe the whole object, not this body
         return await faults_mod.stream_body(
             request,
             status=status,
