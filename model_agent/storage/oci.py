@@ -3,7 +3,9 @@
 URIs: ``oci://n/{namespace}/b/{bucket}/o/{prefix}`` and ``oci://{namespace}@{region}/{bucket}/
 {prefix}``. The prefix is a folder: ``models/llama`` lists ``models/llama/`` (never
 ``models/llama-v2/``) and an object lands at ``<destination>/<name minus "models/llama/">``.
-Folder markers (names ending in ``/``) are skipped.
+Folder markers (names ending in ``/``) are skipped. When nothing is under the folder and the
+prefix names one object exactly (``o/models/model.gguf``), that object lands at
+``<destination>/model.gguf``.
 
 ``pin()`` runs the synchronous oci SDK in threads: the credentials (``oci_auth``), every page of
 ``ListObjects`` (name, size, md5, etag), and a ``HeadObject`` for each object whose listing md5
@@ -218,6 +220,26 @@ class OCIBackend:
             raise errors.ServerError(f"{item.name} changed while the prefix was being pinned")
         return headers
 
+    async def _single_object(self) -> tuple[_Listed, Mapping[str, str]] | None:
+        """The URI's prefix named one object rather than a folder: that object, or None."""
+        name = self.folder.rstrip("/")
+        try:
+            response = await self._call(
+                f"reading the metadata of {name}",
+                self._client.head_object,
+                self.namespace,
+                self.bucket,
+                name,
+            )
+        except errors.NotFoundError as exc:
+            if "BucketNotFound" in str(exc):
+                raise
+            return None
+        headers = {str(k).lower(): str(v) for k, v in dict(response.headers).items()}
+        md5 = headers.get("content-md5") or headers.get("opc-multipart-md5")
+        size = int(headers.get("content-length", "0"))
+        return _Listed(name, size, md5, headers.get("etag")), headers
+
     async def pin(self) -> base.Plan:
         try:
             await asyncio.to_thread(self._connect)
@@ -225,24 +247,32 @@ class OCIBackend:
             raise errors.ConfigError(
                 f"{self.uri}: {self._auth.mode} auth: {type(exc).__name__}"
             ) from None
+        root = self.folder
         listed = await self._list()
+        known: dict[str, Mapping[str, str]] = {}
         if not listed:
-            raise errors.NotFoundError(
-                f"no objects under {self.folder!r} in bucket {self.bucket!r} of namespace "
-                f"{self.namespace!r} ({self.uri})"
-            )
+            single = await self._single_object()
+            if single is None:
+                raise errors.NotFoundError(
+                    f"no objects under {self.folder!r} in bucket {self.bucket!r} of namespace "
+                    f"{self.namespace!r} ({self.uri})"
+                )
+            only, only_headers = single
+            known[only.name] = only_headers
+            listed, root = [only], only.name[: only.name.rfind("/") + 1]
         slots = asyncio.Semaphore(_HEAD_CONCURRENCY)
         heads: dict[str, asyncio.Task[Mapping[str, str]]] = {}
         async with asyncio.TaskGroup() as group:
             for item in listed:
-                if oci_checksums.needs_head(item.md5):
+                if item.name not in known and oci_checksums.needs_head(item.md5):
                     heads[item.name] = group.create_task(self._head(item, slots))
+        known.update({name: task.result() for name, task in heads.items()})
         files = []
         digest = hashlib.sha256()
         for item in sorted(listed, key=lambda i: i.name):
-            headers = heads[item.name].result() if item.name in heads else None
+            headers = known.get(item.name)
             promised = oci_checksums.promise(item.size, item.md5, headers)
-            path = item.name[len(self.folder) :]
+            path = item.name[len(root) :]
             self.sources[path] = promised.source
             if promised.source == "size-only":
                 log.warning(

@@ -12,6 +12,7 @@ Aspects covered:
   listing's md5 is not enough;
 - corrupted bytes (plain and multipart objects): retried, and when they persist the pull fails
   and the file never reaches its final path; a transient corruption is recovered;
+- a prefix that names one object (not a folder) pulls that object under its base name;
 - errors: 404 bucket, 401 (another key), empty prefix, missing config file and profile, an
   unknown ``parameters.auth`` each raise their own class and message; a 500 on a listing page is
   retried; an object replaced after pinning is refused by ``check_response``;
@@ -330,6 +331,17 @@ async def test_empty_prefix_is_not_found_and_a_listing_500_is_retried(
     await pull(oci_store, tmp_path)
     assert (tmp_path / "model" / "a.bin").read_bytes() == b"a"
     assert [r.status for r in oci_store.log if r.kind == "api"][-2:] == [500, 200]
+
+
+async def test_a_prefix_naming_one_object_pulls_that_object_by_its_base_name(
+    oci_store: objectstore.LocalObjectStore, tmp_path: pathlib.Path
+) -> None:
+    data = blob(15, 100_000)
+    oci_store.add_object(BUCKET, "gguf/model.Q4.gguf", data, multipart_part_size=8 * MIB)
+    oci_store.add_object(BUCKET, "gguf/model.Q4.gguf.sig", b"x")
+    await pull(oci_store, tmp_path, source=uri(oci_store, prefix="gguf/model.Q4.gguf"))
+    assert files_under(tmp_path / "model") == {"model.Q4.gguf": data}
+    assert manifest_entries(tmp_path)["model.Q4.gguf"]["checksum"].startswith("md5-parts:")
 
 
 async def test_missing_config_file_and_profile_are_config_errors(
