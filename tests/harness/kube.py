@@ -57,6 +57,7 @@ class _FailRule:
     status: int
     retry_after: float | None
     reason: str
+    delay: float = 0.0  # with status 0: answer normally, this many seconds late
 
     def matches(self, method: str, verb: str | None, path: str) -> bool:
         if self.method is not None and self.method.upper() not in (method, (verb or "").upper()):
@@ -185,7 +186,9 @@ class FakeKube:
             target = kube_http.parse_path(self.catalog, request.path)
             verb = None if target is None else kube_http.verb_of(request.method, target, query)
             rule = self._take_fault(request.method, verb, request.path)
-            if rule is not None:
+            if rule is not None and rule.delay:
+                await asyncio.sleep(rule.delay)
+            if rule is not None and rule.status:
                 error = ApiError(rule.status, rule.reason, f"injected failure ({rule.status})")
                 return kube_http.error_response(error, rule.retry_after)
             if target is None:
@@ -233,6 +236,20 @@ class FakeKube:
                     _REASONS.get(status, "InternalError"),
                 )
             )
+
+    def slow_next(
+        self,
+        count: int,
+        seconds: float,
+        *,
+        method: str | None = None,
+        path_contains: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` matching requests normally but ``seconds`` late (the
+        request is neither read nor applied until then). Matching as in ``fail_next``; the
+        rules of both share one queue, first added first used."""
+        with self._faults_lock:
+            self._faults.append(_FailRule(count, method, path_contains, 0, None, "", delay=seconds))
 
     def clear_faults(self) -> None:
         with self._faults_lock:

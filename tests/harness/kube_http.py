@@ -316,9 +316,9 @@ class Api:
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         try:
             await response.prepare(request)
-            for event in initial:
-                await _write_event(response, event)
-                if event["type"] == "ERROR":
+            for first in initial:
+                await _write_event(response, first)
+                if first["type"] == "ERROR":
                     return response
             while True:
                 remaining = None if deadline is None else deadline - loop.time()

@@ -177,32 +177,38 @@ def _split(selector: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+def _parse_label_requirement(req: str) -> tuple[str, str, frozenset[str]]:
+    """(key, operator, values) with operator one of in, notin, exists, absent."""
+    if m := _SET_RE.match(req):
+        values = frozenset(v.strip() for v in m.group(3).split(","))
+        return m.group(1), m.group(2), values
+    if m := _EQ_RE.match(req):
+        key, op, value = m.groups()
+        return key, "notin" if op == "!=" else "in", frozenset({value})
+    if re.fullmatch(r"![^\s!=(),]+", req):
+        return req[1:], "absent", frozenset()
+    if re.fullmatch(r"[^\s!=(),]+", req):
+        return req, "exists", frozenset()
+    raise bad_request(f"unable to parse requirement: {req!r} in labelSelector")
+
+
+def _label_ok(labels: Mapping[str, str], key: str, op: str, values: frozenset[str]) -> bool:
+    if op == "in":
+        return labels.get(key) in values
+    if op == "notin":
+        return labels.get(key) not in values
+    if op == "exists":
+        return key in labels
+    return key not in labels
+
+
 def label_matcher(selector: str | None) -> Matcher:
     """``a=b``, ``a==b``, ``a!=b``, ``a in (x,y)``, ``a notin (x)``, ``a``, ``!a``, ANDed."""
-    checks: list[Callable[[Mapping[str, str]], bool]] = []
-    for req in _split(selector or ""):
-        if m := _SET_RE.match(req):
-            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
-            if op == "in":
-                checks.append(lambda lb, k=key, vs=values: lb.get(k) in vs)
-            else:
-                checks.append(lambda lb, k=key, vs=values: lb.get(k) not in vs)
-        elif m := _EQ_RE.match(req):
-            key, op, value = m.groups()
-            if op == "!=":
-                checks.append(lambda lb, k=key, v=value: lb.get(k) != v)
-            else:
-                checks.append(lambda lb, k=key, v=value: lb.get(k) == v)
-        elif req.startswith("!") and re.fullmatch(r"![^\s!=(),]+", req):
-            checks.append(lambda lb, k=req[1:]: k not in lb)
-        elif re.fullmatch(r"[^\s!=(),]+", req):
-            checks.append(lambda lb, k=req: k in lb)
-        else:
-            raise bad_request(f"unable to parse requirement: {req!r} in labelSelector")
+    requirements = [_parse_label_requirement(req) for req in _split(selector or "")]
 
     def matches(obj: Mapping[str, Any]) -> bool:
         labels = (obj.get("metadata") or {}).get("labels") or {}
-        return all(check(labels) for check in checks)
+        return all(_label_ok(labels, key, op, values) for key, op, values in requirements)
 
     return matches
 
@@ -220,17 +226,21 @@ def field_value(obj: Mapping[str, Any], path: str) -> str | None:
 
 def field_matcher(selector: str | None) -> Matcher:
     """``metadata.name=x``, ``metadata.namespace!=y``, any dotted path with ``=``/``==``/``!=``."""
-    checks: list[Matcher] = []
+    requirements: list[tuple[str, bool, str]] = []
     for req in _split(selector or ""):
         m = _EQ_RE.match(req)
         if not m:
             raise bad_request(f"invalid field selector: {req!r}")
         path, op, value = m.groups()
-        if op == "!=":
-            checks.append(lambda o, p=path, v=value: (field_value(o, p) or "") != v)
-        else:
-            checks.append(lambda o, p=path, v=value: (field_value(o, p) or "") == v)
-    return lambda obj: all(check(obj) for check in checks)
+        requirements.append((path, op != "!=", value))
+
+    def matches(obj: Mapping[str, Any]) -> bool:
+        return all(
+            ((field_value(obj, path) or "") == value) is equal
+            for path, equal, value in requirements
+        )
+
+    return matches
 
 
 # --- validation ----------------------------------------------------------------------------

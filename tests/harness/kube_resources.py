@@ -9,6 +9,7 @@ exactly the group, version, plural, kind and scope that the cluster would.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -77,12 +78,18 @@ BUILTINS: tuple[Resource, ...] = (
 
 def load_crds(directory: pathlib.Path = CRD_DIR) -> list[Resource]:
     """Every served version of every CRD in ``directory`` (``*.yaml``), as resources."""
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.yaml")))
+    return list(_load_crds(directory, stamp))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_crds(directory: pathlib.Path, stamp: tuple[tuple[str, int], ...]) -> tuple[Resource, ...]:
     found: list[Resource] = []
     for path in sorted(directory.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
                 found.extend(crd_resources(doc))
-    return found
+    return tuple(found)
 
 
 def crd_resources(crd: Mapping[str, Any]) -> list[Resource]:

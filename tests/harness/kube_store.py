@@ -3,7 +3,8 @@ history that watches replay from, and the open watches. Thread-safe (one lock): 
 server runs in its own thread while tests write through the same methods from theirs.
 
 What it does as a real API server would: ``uid``/``resourceVersion``/``creationTimestamp``/
-``generation`` on every object, one cluster-wide resourceVersion counter, 409 on a duplicate
+``generation`` (custom resources: bumped when anything but metadata and status changes)
+on every object, one cluster-wide resourceVersion counter, 409 on a duplicate
 create or a stale ``metadata.resourceVersion``, no-op writes that change nothing (no new
 resourceVersion, no event), finalizers and ``deletionTimestamp``, the ``status``
 subresource (the main resource ignores status, ``/status`` changes only status),
@@ -14,6 +15,7 @@ resourceVersion, 410 Gone after ``compact()``.
 from __future__ import annotations
 
 import base64
+import builtins
 import copy
 import dataclasses
 import datetime
@@ -217,7 +219,10 @@ class Store:
                 meta.pop(field, None)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = _now()
-            meta["generation"] = 1
+            if resource.builtin:
+                meta.pop("generation", None)
+            else:
+                meta["generation"] = 1
             if "status" in resource.subresources and not resource.builtin:
                 obj.pop("status", None)
             if dry_run:
@@ -340,12 +345,12 @@ class Store:
         *,
         since: str | None,
         initial_events: bool,
-    ) -> list[Event]:
+    ) -> builtins.list[Event]:
         """Register ``watcher`` and return the events it must see first, atomically: the
         synthetic ADDED of every object (no ``since``, or ``since`` "0"), or the history
         after ``since``, or a 410 ERROR when ``since`` is older than the last ``compact()``."""
         with self.lock:
-            events: list[Event] = []
+            events: builtins.list[Event] = []
             if since in (None, "", "0") or initial_events:
                 for (res, _, _), obj in sorted(
                     self._objects.items(), key=lambda kv: (kv[0][1] or "", kv[0][2])
@@ -356,7 +361,7 @@ class Store:
                     events.append(self._bookmark(watcher.resource, initial_end=True))
             else:
                 try:
-                    start = int(since)  # type: ignore[arg-type]
+                    start = int(since or 0)
                 except ValueError:
                     raise kube_patch.bad_request(f"invalid resource version {since!r}") from None
                 if start < self._compacted:
@@ -468,7 +473,10 @@ class Store:
             )
         spec_old = {k: v for k, v in old.items() if k not in ("metadata", "status")}
         spec_new = {k: v for k, v in new.items() if k not in ("metadata", "status")}
-        meta["generation"] = old["metadata"].get("generation", 1) + (spec_old != spec_new)
+        if resource.builtin:
+            meta.pop("generation", None)
+        else:
+            meta["generation"] = old["metadata"].get("generation", 1) + (spec_old != spec_new)
         meta["resourceVersion"] = old["metadata"]["resourceVersion"]
         if new == old:  # a no-op write: no new resourceVersion, no event
             return copy.deepcopy(old)

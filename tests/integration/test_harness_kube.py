@@ -678,3 +678,27 @@ async def test_watch_from_a_version_older_than_the_kept_history_is_410(kube_api)
         async with session.get(url, params=params) as response:
             body = await response.read()
     assert b'"code": 410' in body
+
+
+async def test_slow_next_delays_the_answer_and_applies_the_write_only_then(kube_client, kube_api):
+    core = client.CoreV1Api(kube_client)
+    kube_api.add_node("node-a")
+    kube_api.slow_next(1, 0.5, method="PATCH")
+    started = time.monotonic()
+    task = asyncio.create_task(
+        core.patch_node("node-a", {"metadata": {"labels": {"x": "1"}}}, _content_type=MERGE)
+    )
+    await kube_api.wait_for(lambda: any(r.method == "PATCH" for r in kube_api.requests))
+    assert "x" not in kube_api.get("nodes", "node-a")["metadata"]["labels"]
+    node = await asyncio.wait_for(task, 5)
+    assert node.metadata.labels["x"] == "1"
+    assert time.monotonic() - started >= 0.5
+
+
+async def test_generation_counts_spec_changes_of_custom_resources_only(kube_api):
+    kube_api.create(basemodel("m1"))
+    kube_api.patch("basemodels", "m1", {"metadata": {"labels": {"a": "b"}}})
+    assert kube_api.get("basemodels", "m1")["metadata"]["generation"] == 1
+    kube_api.patch("basemodels", "m1", {"spec": {"version": "2"}})
+    assert kube_api.get("basemodels", "m1")["metadata"]["generation"] == 2
+    assert "generation" not in kube_api.add_node("node-a")["metadata"]
