@@ -10,6 +10,8 @@ Aspects covered:
   (with the part size guessed from the count); one with ``opc-meta-md5``; one with neither
   verifiable is ``size_only`` in the manifest, the metric and the log; HEAD only where the
   listing's md5 is not enough;
+- bodies cut short resume at the missing byte with a signed Range; a 429 on the
+  listing is waited out;
 - corrupted bytes (plain and multipart objects): retried, and when they persist the pull fails
   and the file never reaches its final path; a transient corruption is recovered;
 - a prefix that names one object (not a folder) pulls that object under its base name;
@@ -331,6 +333,25 @@ async def test_empty_prefix_is_not_found_and_a_listing_500_is_retried(
     await pull(oci_store, tmp_path)
     assert (tmp_path / "model" / "a.bin").read_bytes() == b"a"
     assert [r.status for r in oci_store.log if r.kind == "api"][-2:] == [500, 200]
+
+
+async def test_cut_bodies_resume_with_signed_ranges_and_a_429_listing_is_waited_out(
+    oci_store: objectstore.LocalObjectStore, tmp_path: pathlib.Path
+) -> None:
+    data = blob(16, 600_000)
+    oci_store.add_object(BUCKET, f"{PREFIX}/model.bin", data)
+    oci_store.faults.cut_short(2, after_bytes=50_000)
+    oci_store.faults.fail_next(1, 429, retry_after=0.05, kind="api")
+    await pull(oci_store, tmp_path)
+    assert (tmp_path / "model" / "model.bin").read_bytes() == data
+    assert oci_store.log.bytes_served(f"{PREFIX}/model.bin") < 1.3 * len(data)
+    gets = oci_store.log.matching(f"{PREFIX}/model.bin", kind="data")
+    resumed = [
+        r for r in gets if r.range and not r.range.startswith("bytes=0-") and r.status == 206
+    ]
+    assert len(gets) >= 5 and resumed
+    assert all(r.headers.get("Authorization", "").startswith("Signature ") for r in gets)
+    assert [r.status for r in oci_store.log if r.kind == "api"][:2] == [429, 200]
 
 
 async def test_a_prefix_naming_one_object_pulls_that_object_by_its_base_name(
