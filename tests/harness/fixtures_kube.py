@@ -14,9 +14,11 @@ from tests.harness.kube import FakeKube
 @pytest.fixture
 def kube_api() -> Iterator[FakeKube]:
     """A fake API server on 127.0.0.1 with the CRDs of manifests/crds, the namespaces
-    default, kube-system and ome, and no nodes (add them with ``add_node``)."""
+    default, kube-system and ome, and no nodes (add them with ``add_node``). Requests
+    need the kubeconfig's bearer token. A test fails if the fake itself raised."""
     with FakeKube() as kube:
         yield kube
+    assert not kube.server_errors, "the fake API server failed:\n" + "\n".join(kube.server_errors)
 
 
 @pytest.fixture

@@ -17,11 +17,13 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import pathlib
 import shutil
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -65,6 +67,9 @@ class _FailRule:
         return self.path_contains is None or self.path_contains in path
 
 
+_PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
+logger = logging.getLogger("tests.harness.kube")
+
 _REASONS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -88,10 +93,20 @@ class FakeKube:
         *,
         crd_dir: pathlib.Path = CRD_DIR,
         namespaces: tuple[str, ...] = ("default", "kube-system", "ome"),
+        token: str | None = "fake-token",
     ) -> None:
+        """``token``: the bearer token every request but /version and the health paths
+        must carry (401 otherwise, as for an anonymous client); the kubeconfig carries it.
+        None accepts anyone."""
         self.catalog: Catalog = default_catalog(crd_dir)
         self.store = Store(self.catalog)
+        self.token = token
         self.requests: list[RecordedRequest] = []
+        #: (request, HTTP status) of every answered request, in order.
+        self.responses: list[tuple[RecordedRequest, int]] = []
+        #: Tracebacks of unexpected exceptions in the fake itself (a bug here, not a 500
+        #: the client should retry); the ``kube_api`` fixture fails a test that leaves any.
+        self.server_errors: list[str] = []
         self._api = kube_http.Api(self.store, self.catalog)
         self._faults: list[_FailRule] = []
         self._faults_lock = threading.Lock()
@@ -126,7 +141,7 @@ class FakeKube:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+            "users": [{"name": "fake", "user": {"token": self.token or "anonymous"}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
             "current-context": "fake",
         }
@@ -179,26 +194,41 @@ class FakeKube:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         query = dict(request.query)
-        self.requests.append(
-            RecordedRequest(request.method, request.path, query, kube_http.content_type(request))
+        record = RecordedRequest(
+            request.method, request.path, query, kube_http.content_type(request)
         )
+        self.requests.append(record)
         try:
-            target = kube_http.parse_path(self.catalog, request.path)
-            verb = None if target is None else kube_http.verb_of(request.method, target, query)
-            rule = self._take_fault(request.method, verb, request.path)
-            if rule is not None and rule.delay:
-                await asyncio.sleep(rule.delay)
-            if rule is not None and rule.status:
-                error = ApiError(rule.status, rule.reason, f"injected failure ({rule.status})")
-                return kube_http.error_response(error, rule.retry_after)
-            if target is None:
-                if request.method != "GET":
-                    raise ApiError(405, "MethodNotAllowed", f"{request.method} {request.path}")
-                return kube_http.json_response(self._api.discovery(request.path))
-            assert verb is not None
-            return await self._api.serve(request, target, verb)
+            response = await self._answer(request, query)
         except ApiError as exc:
-            return kube_http.error_response(exc)
+            response = kube_http.error_response(exc)
+        except Exception:
+            self.server_errors.append(traceback.format_exc())
+            logger.exception("the fake API server failed on %s %s", request.method, request.path)
+            response = kube_http.error_response(
+                ApiError(500, "InternalError", "the fake API server failed (a bug in the fake)")
+            )
+        self.responses.append((record, response.status))
+        return response
+
+    async def _answer(self, request: web.Request, query: dict[str, str]) -> web.StreamResponse:
+        if self.token is not None and request.path not in _PUBLIC_PATHS:
+            if request.headers.get("Authorization") != f"Bearer {self.token}":
+                raise ApiError(401, "Unauthorized", "Unauthorized")
+        target = kube_http.parse_path(self.catalog, request.path)
+        verb = None if target is None else kube_http.verb_of(request.method, target, query)
+        rule = self._take_fault(request.method, verb, request.path)
+        if rule is not None and rule.delay:
+            await asyncio.sleep(rule.delay)
+        if rule is not None and rule.status:
+            error = ApiError(rule.status, rule.reason, f"injected failure ({rule.status})")
+            return kube_http.error_response(error, rule.retry_after)
+        if target is None:
+            if request.method != "GET":
+                raise ApiError(405, "MethodNotAllowed", f"{request.method} {request.path}")
+            return kube_http.json_response(self._api.discovery(request.path))
+        assert verb is not None
+        return await self._api.serve(request, target, verb)
 
     def _take_fault(self, method: str, verb: str | None, path: str) -> _FailRule | None:
         with self._faults_lock:

@@ -27,6 +27,10 @@ GROUP, VERSION = "ome.io", "v1beta1"
 MERGE = "application/merge-patch+json"
 
 
+def authorized(kube: FakeKube) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {kube.token}"})
+
+
 def basemodel(name: str, namespace: str = "default", uri: str = "hf://org/model") -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -372,7 +376,7 @@ async def test_fail_next_on_create_leaves_no_object_and_counts_down(kube_client,
 
 async def test_fail_next_429_carries_retry_after(kube_api):
     kube_api.fail_next(1, method="GET", status=429, retry_after=2)
-    async with aiohttp.ClientSession() as session:
+    async with authorized(kube_api) as session:
         async with session.get(f"{kube_api.url}/api/v1/nodes") as response:
             assert response.status == 429
             assert response.headers["Retry-After"] == "2"
@@ -387,7 +391,7 @@ async def test_watch_resumes_from_a_resource_version_and_gets_410_after_compacti
     kube_api.patch("basemodels", "m1", {"spec": {"version": "2"}})
     kube_api.create(basemodel("m2"))
     url = f"{kube_api.url}/apis/{GROUP}/{VERSION}/basemodels"
-    async with aiohttp.ClientSession() as session:
+    async with authorized(kube_api) as session:
         params = {"watch": "true", "resourceVersion": str(since), "timeoutSeconds": "1"}
         async with session.get(url, params=params) as response:
             lines = [line async for line in response.content]
@@ -400,7 +404,7 @@ async def test_watch_resumes_from_a_resource_version_and_gets_410_after_compacti
 
 async def test_close_watches_ends_open_streams(kube_api):
     url = f"{kube_api.url}/api/v1/nodes"
-    async with aiohttp.ClientSession() as session:
+    async with authorized(kube_api) as session:
         async with session.get(url, params={"watch": "true"}) as response:
             await kube_api.wait_for(lambda: kube_api.watching("nodes") == 1)
             assert kube_api.close_watches("nodes") == 1
@@ -609,7 +613,7 @@ async def test_events_follow_the_api_servers_namespace_rules(
 ):
     kube_api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
     url = f"{kube_api.url}/api/v1/namespaces/{namespace}/events"
-    async with aiohttp.ClientSession() as session:
+    async with authorized(kube_api) as session:
         async with session.post(url, json=event(namespace, involved, event_time=event_time)) as r:
             assert r.status == status, await r.text()
     assert len(kube_api.list("events")) == (1 if status == 201 else 0)
@@ -618,7 +622,7 @@ async def test_events_follow_the_api_servers_namespace_rules(
 async def test_new_style_events_need_reporting_fields(kube_api):
     body = event("default", {"kind": "ClusterBaseModel", "name": "c"})
     del body["reportingComponent"]
-    async with aiohttp.ClientSession() as session:
+    async with authorized(kube_api) as session:
         url = f"{kube_api.url}/api/v1/namespaces/default/events"
         async with session.post(url, json=body) as response:
             assert response.status == 422
@@ -674,7 +678,7 @@ async def test_watch_from_a_version_older_than_the_kept_history_is_410(kube_api)
         kube_api.patch("nodes", "node-a", {"metadata": {"labels": {"i": str(i)}}})
     url = f"{kube_api.url}/api/v1/nodes"
     params = {"watch": "true", "resourceVersion": str(since), "timeoutSeconds": "1"}
-    async with aiohttp.ClientSession() as session:
+    async with authorized(kube_api) as session:
         async with session.get(url, params=params) as response:
             body = await response.read()
     assert b'"code": 410' in body
@@ -702,3 +706,26 @@ async def test_generation_counts_spec_changes_of_custom_resources_only(kube_api)
     kube_api.patch("basemodels", "m1", {"spec": {"version": "2"}})
     assert kube_api.get("basemodels", "m1")["metadata"]["generation"] == 2
     assert "generation" not in kube_api.add_node("node-a")["metadata"]
+
+
+async def test_requests_without_the_kubeconfig_token_are_401_except_public_paths(kube_api):
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{kube_api.url}/api/v1/nodes") as response:
+            assert response.status == 401
+        async with session.get(f"{kube_api.url}/version") as response:
+            assert response.status == 200
+    assert [status for _, status in kube_api.responses[-2:]] == [401, 200]
+
+
+async def test_a_bug_in_the_fake_is_recorded_not_passed_off_as_a_server_error(
+    kube_client, kube_api, monkeypatch
+):
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("bug in the fake")
+
+    monkeypatch.setattr(kube_api.store, "get", broken)
+    with pytest.raises(ApiException) as caught:
+        await client.CoreV1Api(kube_client).read_node("node-a")
+    assert caught.value.status == 500
+    assert "bug in the fake" in kube_api.server_errors[0]
+    kube_api.server_errors.clear()  # the fixture would fail the test otherwise
