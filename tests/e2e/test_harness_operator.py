@@ -13,7 +13,7 @@ import kopf
 import pytest
 from kubernetes_asyncio import client
 
-from tests.harness.kube import FakeKube
+from tests.harness.kube import FakeKube, RecordedRequest
 from tests.harness.operator import agent_process, run_operator_in_thread
 
 
@@ -70,6 +70,36 @@ async def test_kopf_in_a_thread_sees_api_creates_with_async_with(kube_api, kube_
         )
         await kube_api.wait_for(lambda: ("BaseModel", "ADDED", "api-made") in seen)
     assert operator.stop_seconds is not None and operator.stop_seconds < 1.0
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["resumed", "relisted-after-410"])
+def test_kopf_keeps_receiving_events_after_its_watches_are_dropped(kube_api, compacted):
+    seen: list[tuple[str, str | None, str]] = []
+    with run_operator_in_thread(stub_registry(seen), kube_api=kube_api):
+        kube_api.create(model("BaseModel", "before", "default"))
+        kube_api.wait_for_sync(lambda: ("BaseModel", "ADDED", "before") in seen)
+        opened = len(kube_api.watch_requests("basemodels"))
+        lists = len(list_requests(kube_api))
+        with kube_api.store.lock:  # a reconnect waits until the change (and compaction) is done
+            assert kube_api.close_watches("basemodels") == 1
+            kube_api.create(model("BaseModel", "during", "default"))  # while no watch is open
+            if compacted:
+                kube_api.compact()  # the resumed watch gets 410 Gone
+        kube_api.wait_for_sync(lambda: len(kube_api.watch_requests("basemodels")) > opened)
+        kube_api.wait_for_sync(lambda: ("BaseModel", "during") in {(k, n) for k, _, n in seen})
+        kube_api.create(model("BaseModel", "after", "default"))
+        kube_api.wait_for_sync(lambda: ("BaseModel", "ADDED", "after") in seen)
+    reopened = kube_api.watch_requests("basemodels")[-1]
+    assert reopened.query.get("resourceVersion")
+    assert len(list_requests(kube_api)) == lists + (1 if compacted else 0)  # 410: list again
+
+
+def list_requests(kube: FakeKube) -> list[RecordedRequest]:
+    return [
+        r
+        for r in kube.requests
+        if r.path == "/apis/ome.io/v1beta1/basemodels" and r.method == "GET" and not r.is_watch
+    ]
 
 
 def test_event_posting_is_off_unless_asked(kube_api):

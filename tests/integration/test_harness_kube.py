@@ -729,3 +729,48 @@ async def test_a_bug_in_the_fake_is_recorded_not_passed_off_as_a_server_error(
     assert caught.value.status == 500
     assert "bug in the fake" in kube_api.server_errors[0]
     kube_api.server_errors.clear()  # the fixture would fail the test otherwise
+
+
+async def test_a_configmap_watch_by_name_sees_only_that_configmap_in_that_namespace(
+    kube_client, kube_api
+):
+    core = client.CoreV1Api(kube_client)
+    kube_api.create({**configmap("node-a"), "metadata": {"name": "node-a", "namespace": "ome"}})
+    seen: list[tuple[str, str, str]] = []
+
+    async def consume() -> None:
+        async with watch.Watch() as w:
+            async for event in w.stream(
+                core.list_namespaced_config_map,
+                "ome",
+                field_selector="metadata.name=node-a",
+                timeout_seconds=5,
+            ):
+                cm = event["object"]
+                seen.append((event["type"], cm.metadata.namespace, (cm.data or {}).get("k", "")))
+                if len(seen) == 2:
+                    w.stop()
+
+    task = asyncio.create_task(consume())
+    await kube_api.wait_for(lambda: kube_api.watching("configmaps") == 1)
+    kube_api.create({**configmap("node-a"), "metadata": {"name": "node-a", "namespace": "default"}})
+    kube_api.create({**configmap("node-b"), "metadata": {"name": "node-b", "namespace": "ome"}})
+    kube_api.patch("configmaps", "node-a", {"data": {"k": "v"}}, "ome")
+    await asyncio.wait_for(task, 5)
+    assert seen == [("ADDED", "ome", ""), ("MODIFIED", "ome", "v")]
+
+
+async def test_json_patch_pointers_escape_slashes_in_label_keys(kube_client, kube_api):
+    kube_api.add_node("node-a")
+    node = await client.CoreV1Api(kube_client).patch_node(
+        "node-a",
+        [
+            {
+                "op": "add",
+                "path": "/metadata/labels/models.ome.io~1default.basemodel.m1",
+                "value": "Ready",
+            }
+        ],
+    )
+    assert node.metadata.labels["models.ome.io/default.basemodel.m1"] == "Ready"
+    assert kube_api.requests[-1].content_type == "application/json-patch+json"
