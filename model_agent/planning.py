@@ -37,7 +37,7 @@ DUPLICATE_WEIGHT_SUFFIXES = (".bin", ".pth", ".pt", ".h5", ".msgpack", ".ot")
 #: Top-level directories skipped when safetensors weights are present.
 SKIPPED_DIRECTORIES = ("original", "onnx", "openvino")
 _MIN_PART = 8 * 1024**2
-_MAX_PART = 128 * 1024**2
+_MAX_PART = 64 * 1024**2
 
 
 def safe_relative_path(name: str) -> str:
@@ -133,13 +133,14 @@ def select(
 def part_size(size: int, *, threshold: int, concurrency: int) -> int:
     """Bytes per ranged part of a ``size``-byte file; ``size`` itself below ``threshold``.
 
-    Large files split into about ``concurrency`` parts, each between 8 MiB (or the threshold,
-    when that is smaller) and 128 MiB, so slow connections are rebalanced and resume loses
-    little.
+    Large files split into about ``4 x concurrency`` even parts, each between 8 MiB (or the
+    threshold, when that is smaller) and 64 MiB. Parts are fetched in order, ``concurrency``
+    at a time, so the written prefix grows steadily (the hasher follows it), slow connections
+    are rebalanced, and a crash loses little.
     """
     if size < max(threshold, 1) or concurrency <= 1:
         return max(size, 1)
-    even = math.ceil(size / concurrency)
+    even = math.ceil(size / (4 * concurrency))
     target = max(min(even, _MAX_PART), min(threshold, _MIN_PART), 1)
     count = math.ceil(size / target)
     return math.ceil(size / count)

@@ -2,10 +2,10 @@
 
 ``Worker.file(remote)`` keeps a file that already sits at its final path with the right size
 and digest (hashing, not downloading), else stages it, lets the engine fill the missing ranges
-(at most ``concurrency`` files download at once; the slot is released before hashing so the
-next file downloads while this one is hashed), verifies it, re-downloads it from scratch on a
-mismatch up to ``download_retry`` times, then fsyncs and renames it into place. ``Tracker``
-holds the byte and file counters behind the progress callback.
+(at most ``concurrency`` files download at once) while a thread hashes the written prefix
+just behind the download (``verify.Verifier.follow``), checks the digest, re-downloads it from
+scratch on a mismatch up to ``download_retry`` times, then fsyncs and renames it into place.
+``Tracker`` holds the byte and file counters behind the progress callback.
 
 Logs: ``downloading file``, ``verification passed``/``verification failed``.
 """
@@ -131,7 +131,7 @@ class Worker:
         )
         self.download_retry = download_retry
         self.recorder, self.labels = recorder, labels
-        self.verifier = verify.Verifier(parallel=2)
+        self.verifier = verify.Verifier(parallel=max(2, concurrency))
         self.slots = asyncio.Semaphore(concurrency)
         self.same_fs = stage.same_filesystem()
         self.entries: list[manifest.Entry] = []
@@ -173,20 +173,21 @@ class Worker:
             staged = await asyncio.to_thread(
                 self.stage.stage, path=file.path, size=file.size, identity=file.identity
             )
-            async with self.slots:
-                if not staged.done:
-                    log.info(
-                        "downloading file %s (%d bytes, %d already staged)",
-                        file.path,
-                        file.size,
-                        staged.completed_bytes,
-                        extra={"file": file.path, "bytes": file.size},
-                    )
-                    await self.fetcher.fetch(file, staged)
+            hashing = asyncio.create_task(self.verifier.follow(staged, expected=expected))
             try:
-                outcome = await self.verifier.verify(
-                    staged.temp_path, name=file.path, size=file.size, expected=expected
-                )
+                async with self.slots:
+                    if not staged.done:
+                        log.info(
+                            "downloading file %s (%d bytes, %d already staged)",
+                            file.path,
+                            file.size,
+                            staged.completed_bytes,
+                            extra={"file": file.path, "bytes": file.size},
+                        )
+                        await self.fetcher.fetch(file, staged)
+                started = time.monotonic()
+                digest = await hashing
+                self.verifier.check(digest, name=file.path, expected=expected)
             except errors.ChecksumMismatchError as exc:
                 self._verified("failure", 0.0)
                 log.warning("verification failed (attempt %d of %d): %s", attempt, attempts, exc)
@@ -197,7 +198,11 @@ class Worker:
                         f"{exc} (after {attempts} downloads)"
                     ) from None
                 continue
-            self._verified(outcome.result, outcome.seconds)
+            finally:
+                if not hashing.done():
+                    hashing.cancel()
+                    await asyncio.wait([hashing])
+            self._verified("success" if expected else "size_only", time.monotonic() - started)
             algorithm = expected.algorithm if expected else "size only"
             log.info("verification passed for %s (%s)", file.path, algorithm)
             await asyncio.to_thread(staging.place, staged, final, same_filesystem=self.same_fs)

@@ -67,6 +67,8 @@ class StagedFile:
     completed: tuple[ranges.Range, ...] = ()
     _saved_at: float = 0.0
     _lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    #: Set whenever ``mark`` records new bytes (a hasher following the download waits on it).
+    changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     @property
     def completed_bytes(self) -> int:
@@ -83,6 +85,13 @@ class StagedFile:
         """Record bytes ``[start, end)`` as written (to the page cache) in the temp file."""
         if end > start:
             self.completed = ranges.add(self.completed, (start, end))
+            self.changed.set()
+
+    @property
+    def frontier(self) -> int:
+        """End of the contiguous written prefix ``[0, frontier)``."""
+        first = self.completed[0] if self.completed else None
+        return first[1] if first is not None and first[0] == 0 else 0
 
     def _record(self) -> dict[str, Any]:
         return {

@@ -155,7 +155,7 @@ async def server(tmp_path: pathlib.Path, data: bytes) -> AsyncIterator[Server]:
 FILE = base.RemoteFile(path="model.bin", size=SIZE, identity="id-1", key="model.bin")
 FAST = engine.Options(
     multipart_concurrency=4,
-    multipart_threshold=50_000,
+    multipart_threshold=75_000,
     stall_timeout=0.5,
     part_retries=3,
     write_size=32 * 1024,
@@ -266,7 +266,7 @@ async def test_cancelling_a_fetch_leaves_no_task_running(
 ) -> None:
     server.misbehave = ["stall"] * 4
     options = engine.Options(
-        multipart_concurrency=4, multipart_threshold=50_000, stall_timeout=30, backoff_base=0.01
+        multipart_concurrency=4, multipart_threshold=75_000, stall_timeout=30, backoff_base=0.01
     )
     before = asyncio.all_tasks()
     task = asyncio.create_task(fetch(tmp_path, Backend(f"{server.origin}/data"), options))

@@ -98,9 +98,11 @@ def test_patterns_are_comma_separated_and_trimmed() -> None:
     [
         (100, 200, 4, 100),  # below the threshold: one part
         (0, 200, 4, 1),
-        (1000, 200, 4, 250),  # four even parts
-        (1001, 200, 4, 251),
-        (10 * 1024**3, 200 * 1024**2, 4, 128 * 1024**2),  # capped at 128 MiB
+        (1000, 200, 4, 200),  # parts of at least the threshold (when below 8 MiB)
+        (1000, 100, 4, 100),  # 4 x concurrency even parts
+        (1001, 50, 4, 63),
+        (256 * 1024**2, 200 * 1024**2, 4, 16 * 1024**2),
+        (10 * 1024**3, 200 * 1024**2, 4, 64 * 1024**2),  # capped at 64 MiB
         (1000, 200, 1, 1000),
     ],
 )
