@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import pathlib
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 
 import prometheus_client
@@ -278,6 +280,35 @@ async def test_temp_dir_elsewhere_keeps_partial_files_out_of_the_destination(
     await do_pull(hf_hub, tmp_path, temp_dir=str(tmp_path / "tmp"))
     assert_identical(source, tmp_path / "dest")
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs a second filesystem")
+async def test_temp_dir_on_another_filesystem_copies_then_renames(
+    hf_hub: hub.LocalHub, tmp_path: pathlib.Path, source: dict[str, pathlib.Path]
+) -> None:
+    hf_hub.add_repo(REPO, source)
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        assert os.stat(other).st_dev != os.stat(tmp_path).st_dev
+        await do_pull(hf_hub, tmp_path, temp_dir=other)
+        assert os.listdir(other) == []
+    assert_identical(source, tmp_path / "dest")
+    assert not [p for p in all_files(tmp_path / "dest") if p.name.endswith(".incomplete")]
+
+
+async def test_progress_reports_every_phase_and_ends_complete(
+    hf_hub: hub.LocalHub, tmp_path: pathlib.Path, source: dict[str, pathlib.Path]
+) -> None:
+    hf_hub.add_repo(REPO, source)
+    seen: list[pipeline.Progress] = []
+    request = pipeline.PullRequest(uri=f"hf://{REPO}", destination=tmp_path / "dest")
+    await pipeline.pull(request, config(hf_hub), state_dir=tmp_path / "state", progress=seen.append)
+    assert seen[0].phase == "scanning"
+    assert {"downloading", "finalizing"} <= {p.phase for p in seen}
+    last = seen[-1]
+    assert (
+        last.completed_bytes == last.total_bytes == sum(p.stat().st_size for p in source.values())
+    )
+    assert last.completed_files == last.total_files == len(source)
 
 
 async def test_no_space_is_a_clear_permanent_error(tmp_path: pathlib.Path) -> None:
