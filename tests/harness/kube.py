@@ -367,11 +367,15 @@ class FakeKube:
         name: str,
         patch: Mapping[str, Any],
         namespace: str | None = None,
+        *,
+        subresource: str | None = None,
     ) -> dict[str, Any]:
-        """JSON merge patch (RFC 7386), as ``kubectl patch --type merge``."""
+        """JSON merge patch (RFC 7386), as ``kubectl patch --type merge``. The main resource
+        ignores ``status`` where the kind has a status subresource (BaseModel, Node): pass
+        ``subresource="status"`` to change it."""
         res = self.catalog.resolve(resource)
         found = self._require(res, name, namespace)
-        return self.store.patch(res, found, name, "merge", dict(patch))
+        return self.store.patch(res, found, name, "merge", dict(patch), subresource=subresource)
 
     def replace(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """PUT semantics: ``obj`` replaces the stored object (409 on a stale resourceVersion)."""

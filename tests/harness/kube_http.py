@@ -75,6 +75,19 @@ def parse_path(catalog: Catalog, path: str) -> Target | None:
     )
 
 
+def _number(query: dict[str, str], name: str) -> float | None:
+    """A non-negative numeric query parameter, or None; 400 for anything else."""
+    if not query.get(name):
+        return None
+    try:
+        value = float(query[name])
+    except ValueError:
+        raise kube_patch.bad_request(f"invalid {name}: {query[name]!r}") from None
+    if value < 0:
+        raise kube_patch.bad_request(f"invalid {name}: must not be negative")
+    return value
+
+
 def is_true(value: str | None) -> bool:
     return (value or "").lower() in ("true", "1")
 
@@ -218,7 +231,7 @@ class Api:
             except (ValueError, KeyError, TypeError, binascii.Error):
                 raise kube_patch.bad_request("invalid continue token") from None
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
-        limit = int(query.get("limit") or 0)
+        limit = int(_number(query, "limit") or 0)
         page = items[start:]
         if limit > 0 and len(page) > limit:
             page = page[:limit]
@@ -311,7 +324,7 @@ class Api:
             since=query.get("resourceVersion"),
             initial_events=is_true(query.get("sendInitialEvents")),
         )
-        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
+        timeout = _number(query, "timeoutSeconds")
         deadline = None if timeout is None else loop.time() + timeout
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         try:

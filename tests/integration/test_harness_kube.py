@@ -774,3 +774,20 @@ async def test_json_patch_pointers_escape_slashes_in_label_keys(kube_client, kub
     )
     assert node.metadata.labels["models.ome.io/default.basemodel.m1"] == "Ready"
     assert kube_api.requests[-1].content_type == "application/json-patch+json"
+
+
+def test_test_side_patch_changes_status_only_through_the_status_subresource(kube_api):
+    kube_api.add_node("node-a")
+    kube_api.patch("nodes", "node-a", {"status": {"capacity": {"nvidia.com/gpu": "8"}}})
+    assert "capacity" not in kube_api.get("nodes", "node-a")["status"]
+    kube_api.patch(
+        "nodes", "node-a", {"status": {"capacity": {"nvidia.com/gpu": "8"}}}, subresource="status"
+    )
+    assert kube_api.get("nodes", "node-a")["status"]["capacity"] == {"nvidia.com/gpu": "8"}
+
+
+@pytest.mark.parametrize("query", ["limit=abc", "limit=-1", "watch=true&timeoutSeconds=soon"])
+async def test_malformed_numeric_parameters_are_400(kube_api, query):
+    async with authorized(kube_api) as session:
+        async with session.get(f"{kube_api.url}/api/v1/nodes?{query}") as response:
+            assert response.status == 400
