@@ -39,7 +39,7 @@ from model_agent import (
     settings,
     spec,
 )
-from model_agent.kube import configmap, nodes
+from model_agent.kube import configmap, events, nodes
 from model_agent.kube import models as kube_models
 
 __all__ = ["Agent"]
@@ -64,6 +64,8 @@ class Agent:
         retry_base: float = 2.0,
         retry_max: float = 300.0,
         failed_retry: float = 1800.0,
+        post_events: bool = True,
+        repair_interval: float = 60.0,
     ) -> None:
         self.config = config
         self.node_name = config.require_node_name()
@@ -73,6 +75,7 @@ class Agent:
         self.state_dir = state_dir or root / spec.STATE_DIR_NAME
         self.max_attempts, self.retry_base, self.retry_max = max_attempts, retry_base, retry_max
         self.failed_retry = failed_retry
+        self.repair_interval = repair_interval
         self.cm = configmap.ConfigMapWriter(
             api, namespace=config.namespace, node_name=self.node_name, recorder=recorder
         )
@@ -88,6 +91,9 @@ class Agent:
             state_dir=self.state_dir,
             shape=self._shape,
             paths_in_use=self._paths_in_use,
+            recorder_events=events.EventRecorder(api, node_name=self.node_name, metrics=recorder)
+            if post_events
+            else None,
         )
         self.lanes: dict[tuple[str, str, str], Lane] = {}
         self.node = selection.Node(name=self.node_name, labels={})
@@ -179,6 +185,9 @@ class Agent:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
+        if self.work.events is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.work.events.aclose(), timeout=2.0)
         logger.info("agent stopped")
 
     def health(self) -> dict[str, Any]:
@@ -404,13 +413,23 @@ class Agent:
         )
 
     async def _flush_loop(self) -> None:
-        interval = max(0.5, min(5.0, self.config.config_map_sync_interval))
+        """Re-send writes that failed; every ``repair_interval`` also put back entries and
+        labels someone else removed (or a deleted ConfigMap)."""
+        interval = max(0.2, min(5.0, self.config.config_map_sync_interval))
+        repaired_at = time.monotonic()
         while not self._stopping:
             await asyncio.sleep(interval)
-            if self.cm.pending:
-                await self.cm.flush()
-            if self.nodes.pending:
-                await self.nodes.flush()
+            try:
+                if self.cm.pending:
+                    await self.cm.flush()
+                if self.nodes.pending:
+                    await self.nodes.flush()
+                if time.monotonic() - repaired_at >= self.repair_interval:
+                    repaired_at = time.monotonic()
+                    await self.cm.reconcile()
+                    await self.nodes.reconcile(self.node.labels)
+            except Exception as exc:  # keep the loop alive; the next round tries again
+                logger.warning("report repair failed: %s: %s", type(exc).__name__, exc)
 
     def _shape(self) -> str | None:
         from model_agent import gpu, shapes

@@ -28,7 +28,7 @@ from kubernetes_asyncio import client
 from model_agent import agent_disk as disk
 from model_agent import errors, manifest, metrics, pipeline, report, settings, spec
 from model_agent.download import staging
-from model_agent.kube import configmap, nodes, secrets
+from model_agent.kube import configmap, events, nodes, secrets
 from model_agent.kube import models as kube_models
 
 __all__ = ["Work", "WorkContext"]
@@ -36,6 +36,7 @@ __all__ = ["Work", "WorkContext"]
 logger = logging.getLogger("model_agent.agent")
 
 _SETTLE_SECONDS = 0.3
+_EVENT_REASONS = {report.READY: "Ready", report.UPDATING: "Downloading", report.FAILED: "Failed"}
 #: Spec fields the optional write-back fills from the analysis when they are empty.
 _WRITE_BACK = (
     "modelType",
@@ -70,10 +71,12 @@ class Work:
         state_dir: pathlib.Path,
         shape: Callable[[], str | None],
         paths_in_use: Callable[[spec.ModelRef], set[str]],
+        recorder_events: events.EventRecorder | None = None,
     ) -> None:
         self.config, self.api, self.cm, self.node = config, api, cm, node
         self.metrics, self.state_dir = recorder, state_dir
         self._shape, self._paths_in_use = shape, paths_in_use
+        self.events = recorder_events
         #: Last status reported per ConfigMap key (Ready / Updating / Failed).
         self.status: dict[str, str] = {}
 
@@ -104,9 +107,22 @@ class Work:
                 extra={"model": ref.configmap_key},
             )
         self.status[ref.configmap_key] = status
-        await self.cm.write(ref.configmap_key, value)
+        changed = await self.cm.write(ref.configmap_key, value)
         if label:
             await self.node.set_label(ref.label_key, status)
+        if changed:
+            self._event(ref, _EVENT_REASONS[status], message)
+
+    def _event(self, ref: spec.ModelRef, state: str, detail: str | None = None) -> None:
+        """A Kubernetes Event about the model (deduplicated, rate-limited, never raises)."""
+        if self.events is None:
+            return
+        body = {
+            "apiVersion": "ome.io/v1beta1",
+            "kind": ref.kind,
+            "metadata": {"name": ref.name, "namespace": ref.namespace or None, "uid": ref.uid},
+        }
+        self.events.model_state_soon(body, state, detail)
 
     async def progress(self, ref: spec.ModelRef, progress: report.Progress) -> None:
         if self.status.get(ref.configmap_key) == report.UPDATING:
@@ -258,6 +274,7 @@ class Work:
                 await self.node.set_label(ref.label_key, None)
             await asyncio.to_thread(disk.delete_record, self.state_dir, ref.configmap_key)
             logger.info("model %s removed from this node (%s)", ref.configmap_key, why)
+            self._event(ref, "Deleted")
 
     async def _remove_files(
         self,

@@ -97,21 +97,23 @@ class ConfigMapWriter:
         """Values accepted by ``write`` that have not reached the API server yet."""
         return {k: v for k, v in self._desired.items() if self._written.get(k, "") != v}
 
-    async def write(self, key: str, value: str | None) -> None:
-        """Set (or with None remove) one entry. Raises a RetryableError when every attempt
-        failed; the value then stays pending for ``flush``."""
+    async def write(self, key: str, value: str | None) -> bool:
+        """Set (or with None remove) one entry; False when it already had that value.
+        Raises a RetryableError when every attempt failed; the value then stays pending
+        for ``flush``."""
         self._desired[key] = value
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             latest = self._desired[key]
             if key in self._written and self._written[key] == latest:
-                return
+                return False
             await self._write_with_retries(key, latest)
             self._written[key] = latest
             if latest is None:
                 self.owned.pop(key, None)
             else:
                 self.owned[key] = latest
+            return True
 
     async def flush(self) -> int:
         """Write every pending value again; the number still pending afterwards."""
@@ -121,6 +123,26 @@ class ConfigMapWriter:
             except errors.AgentError as exc:
                 logger.warning("configmap update of %s still failing: %s", key, exc)
         return len(self.pending)
+
+    async def reconcile(self) -> int:
+        """Put back every owned entry that is missing or was changed by someone else (and the
+        whole ConfigMap if it was deleted); the number of entries rewritten."""
+        data = await self.read()
+        if data is None:
+            if not self.owned:
+                return 0
+            await self._create(dict(self.owned))
+            logger.info(
+                "configmap update: recreated %s with %d entries", self.name, len(self.owned)
+            )
+            return len(self.owned)
+        repaired = 0
+        for key, value in list(self.owned.items()):
+            if data.get(key) != value and self._desired.get(key, value) == value:
+                self._written.pop(key, None)
+                await self.write(key, value)
+                repaired += 1
+        return repaired
 
     async def _write_with_retries(self, key: str, value: str | None) -> None:
         operation = "delete" if value is None else "update"

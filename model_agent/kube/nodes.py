@@ -80,6 +80,17 @@ class NodeClient:
             if report.is_model_label(key):
                 self._written[key] = value
 
+    async def reconcile(self, labels: Mapping[str, str]) -> int:
+        """Put back every label this agent set that ``labels`` (a fresh snapshot) lacks or
+        has with another value; the number rewritten."""
+        repaired = 0
+        for key, value in list(self._written.items()):
+            if value is not None and labels.get(key) != value and self._desired.get(key) == value:
+                self._written.pop(key, None)
+                await self.set_label(key, value)
+                repaired += 1
+        return repaired
+
     def forget(self, key: str) -> None:
         """Drop what is known about a label (the next write goes to the server)."""
         self._written.pop(key, None)

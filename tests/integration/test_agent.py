@@ -72,7 +72,8 @@ class Harness:
 
     async def start(self, **kw) -> agent.Agent:
         options = {"retry_base": 0.05, "retry_max": 0.2, "failed_retry": 30.0}
-        options.update({k: kw.pop(k) for k in list(kw) if k in options or k == "max_attempts"})
+        extra = ("max_attempts", "repair_interval")
+        options.update({k: kw.pop(k) for k in list(kw) if k in options or k in extra})
         instance = agent.Agent(config=self.settings(**kw), api=self.client, **options)
         self.agents.append(instance)
         await instance.start()
@@ -195,7 +196,9 @@ async def test_a_restart_reports_ready_without_model_bytes_or_updating(world, tm
         world.create(first, basemodel(name, "hf://org/a"))
     for name in ("a1", "a2", "a3"):
         await world.until(lambda n=name: status_of(world, f"default.basemodel.{n}") == "Ready")
-        await world.until(lambda n=name: world.label(f"models.ome.io/default.basemodel.{n}"))
+        await world.until(
+            lambda n=name: world.label(f"models.ome.io/default.basemodel.{n}") == "Ready"
+        )
     await first.stop()
     served = world.hub.bytes_served()
     before = len(world.kube.requests)
@@ -239,7 +242,7 @@ async def test_an_update_downloads_beside_the_ready_version_and_switches_once_ve
     instance = await world.start()
     world.create(instance, basemodel("u", f"hf://org/u@{first_sha}"))
     key, label = "default.basemodel.u", "models.ome.io/default.basemodel.u"
-    await world.until(lambda: status_of(world, key) == "Ready")
+    await world.until(lambda: status_of(world, key) == "Ready" and world.label(label) == "Ready")
     files = model_files(tmp_path, "v2", max_position_embeddings=8192)
     files["extra.dat"] = b"y" * 200_000
     second_sha = world.hub.add_repo("org/u", files)
@@ -337,3 +340,79 @@ async def test_pvc_models_are_never_touched(world):
     await asyncio.sleep(0.2)
     assert world.entry("default.basemodel.claim") is None
     assert world.label("models.ome.io/default.basemodel.claim") is None
+
+
+async def test_spec_write_back_fills_only_empty_fields_and_skips_when_nothing_changes(
+    world, tmp_path
+):
+    world.hub.add_repo("org/w", model_files(tmp_path))
+    instance = await world.start(write_spec="true")
+    body = basemodel("w", "hf://org/w")
+    body["spec"]["modelArchitecture"] = "SetByUser"
+    world.create(instance, body)
+    await world.until(lambda: status_of(world, "default.basemodel.w") == "Ready")
+    await world.until(lambda: world.kube.get("basemodels", "w", "default")["spec"].get("modelType"))
+    spec = world.kube.get("basemodels", "w", "default")["spec"]
+    assert spec["modelType"] == "llama"
+    assert spec["modelArchitecture"] == "SetByUser"
+    patches = [r for r in world.kube.requests if r.method == "PATCH" and "basemodels" in r.path]
+    assert len(patches) == 1
+    assert patches[0].content_type == "application/merge-patch+json"
+    # the controller-style status write delivers the object again: nothing new to write
+    instance.submit("MODIFIED", world.kube.get("basemodels", "w", "default"))
+    world.create(instance, basemodel("w2", "hf://org/w"))
+    await world.until(lambda: status_of(world, "default.basemodel.w2") == "Ready")
+    await world.until(
+        lambda: (
+            len([r for r in world.kube.requests if r.method == "PATCH" and "basemodels" in r.path])
+            == 2
+        )
+    )
+
+
+async def test_without_write_spec_the_agent_never_writes_a_model(world, tmp_path):
+    world.hub.add_repo("org/n", model_files(tmp_path))
+    instance = await world.start()
+    world.create(instance, basemodel("n", "hf://org/n"))
+    await world.until(lambda: status_of(world, "default.basemodel.n") == "Ready")
+    writes = [
+        r
+        for r in world.kube.requests
+        if r.method in ("PATCH", "PUT", "POST", "DELETE") and "basemodels" in r.path
+    ]
+    assert writes == []
+
+
+async def test_entries_and_labels_removed_by_someone_else_are_put_back(world, tmp_path):
+    world.hub.add_repo("org/r", model_files(tmp_path))
+    instance = await world.start(repair_interval=0.3)
+    world.create(instance, basemodel("r", "hf://org/r"))
+    key, label = "default.basemodel.r", "models.ome.io/default.basemodel.r"
+    await world.until(lambda: status_of(world, key) == "Ready" and world.label(label) == "Ready")
+    world.kube.delete("configmaps", NODE, "ome")
+    world.kube.patch("nodes", NODE, {"metadata": {"labels": {label: None}}})
+    await world.until(lambda: status_of(world, key) == "Ready" and world.label(label) == "Ready")
+    labels = world.kube.get("configmaps", NODE, "ome")["metadata"]["labels"]
+    assert labels["models.ome/basemodel-status"] == "true"
+
+
+async def test_state_changes_post_events_and_progress_reaches_the_entry(world, tmp_path):
+    files = model_files(tmp_path)
+    files["big.dat"] = b"p" * 300_000
+    world.hub.add_repo("org/e", files)
+    world.hub.faults.throttle(150_000)
+    instance = await world.start()
+    world.create(instance, basemodel("e", "hf://org/e"))
+    key = "default.basemodel.e"
+    await world.until(
+        lambda: ((world.entry(key) or {}).get("progress") or {}).get("completedBytes", 0) > 0
+    )
+    progress = world.entry(key)["progress"]
+    assert progress["phase"] == "downloading"
+    assert progress["totalBytes"] >= 300_000
+    await world.until(lambda: status_of(world, key) == "Ready")
+    await world.until(
+        lambda: (
+            {e["reason"] for e in world.kube.list("events", "default")} >= {"Downloading", "Ready"}
+        )
+    )
