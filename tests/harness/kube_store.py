@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import base64
 import builtins
+import collections
 import copy
 import dataclasses
 import datetime
+import json
 import random
 import string
 import threading
@@ -105,9 +107,10 @@ def _normalise(resource: Resource, obj: dict[str, Any]) -> None:
 
 
 class Store:
-    #: Changes kept for watch replay; older resourceVersions answer 410 Gone (as after an
-    #: etcd compaction).
+    #: Changes kept for watch replay (count and JSON bytes); older resourceVersions answer
+    #: 410 Gone, as after an etcd compaction.
     max_history = 20_000
+    max_history_bytes = 64 * 1024 * 1024
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -115,7 +118,11 @@ class Store:
         self._objects: dict[Key, dict[str, Any]] = {}
         self._rv = 0
         self._compacted = 0
-        self._history: list[tuple[int, Resource, str, Any, Any]] = []
+        # (resourceVersion, resource, event kind, old JSON or None, new JSON)
+        self._history: collections.deque[tuple[int, Resource, str, str | None, str]] = (
+            collections.deque()
+        )
+        self._history_bytes = 0
         self._watchers: list[Watcher] = []
 
     # --- reading -------------------------------------------------------------------------
@@ -335,6 +342,7 @@ class Store:
         with self.lock:
             self._compacted = self._rv
             self._history.clear()
+            self._history_bytes = 0
             return self._rv
 
     # --- watching ------------------------------------------------------------------------
@@ -369,11 +377,12 @@ class Store:
                         410, "Expired", f"too old resource version: {start} ({self._compacted})"
                     )
                     return [{"type": "ERROR", "object": gone}]
-                for rv, res, kind, old, new in self._history:
+                for rv, res, kind, old_json, new_json in self._history:
                     if rv > start and res == watcher.resource:
-                        event = watcher.translate(kind, old, new)
+                        old = None if old_json is None else json.loads(old_json)
+                        event = watcher.translate(kind, old, json.loads(new_json))
                         if event is not None:
-                            events.append(copy.deepcopy(event))
+                            events.append(event)
             self._watchers.append(watcher)
             return events
 
@@ -504,14 +513,25 @@ class Store:
         return copy.deepcopy(gone)
 
     def _emit(self, resource: Resource, kind: str, old: Any, new: Any) -> None:
-        snapshot_old, snapshot_new = copy.deepcopy(old), copy.deepcopy(new)
-        self._history.append((self._rv, resource, kind, snapshot_old, snapshot_new))
-        if len(self._history) > self.max_history:
-            dropped = self._history[: len(self._history) - self.max_history]
-            del self._history[: len(dropped)]
-            self._compacted = dropped[-1][0]
-        for watcher in list(self._watchers):
-            if watcher.resource == resource:
-                event = watcher.translate(kind, snapshot_old, snapshot_new)
-                if event is not None:
-                    watcher.deliver(copy.deepcopy(event))
+        """Record a change and hand it to the watchers. Snapshots are JSON (compact, and a
+        fresh copy per use); one decoded snapshot is shared by the live watchers, which
+        only serialise it."""
+        old_json = None if old is None else json.dumps(old)
+        new_json = json.dumps(new)
+        self._history.append((self._rv, resource, kind, old_json, new_json))
+        self._history_bytes += len(new_json) + len(old_json or "")
+        while self._history and (
+            len(self._history) > self.max_history or self._history_bytes > self.max_history_bytes
+        ):
+            rv, _, _, dropped_old, dropped_new = self._history.popleft()
+            self._history_bytes -= len(dropped_new) + len(dropped_old or "")
+            self._compacted = rv
+        watchers = [w for w in self._watchers if w.resource == resource]
+        if not watchers:
+            return
+        snapshot_old = None if old_json is None else json.loads(old_json)
+        snapshot_new = json.loads(new_json)
+        for watcher in watchers:
+            event = watcher.translate(kind, snapshot_old, snapshot_new)
+            if event is not None:
+                watcher.deliver(event)
