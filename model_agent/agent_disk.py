@@ -24,6 +24,7 @@ import os
 import pathlib
 import secrets
 import shutil
+import time
 from typing import Any
 
 from model_agent import manifest
@@ -159,10 +160,19 @@ def relocate_manifest(
     return config
 
 
-def remove_tree(path: pathlib.Path) -> None:
-    """Remove a directory tree (or a file); missing is fine."""
-    if path.is_symlink() or path.is_file():
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    shutil.rmtree(path, ignore_errors=False) if path.exists() else None
+def remove_tree(path: pathlib.Path, *, attempts: int = 10) -> None:
+    """Remove a directory tree (or a file); missing is fine. A file that appears while the
+    tree is removed (a cancelled download's last write) makes it try again."""
+    for attempt in range(attempts):
+        try:
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.exists():
+                shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if attempt + 1 >= attempts:
+                raise
+            time.sleep(0.05)
