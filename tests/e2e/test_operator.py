@@ -9,20 +9,24 @@ during a download cancels it within 2 s and leaves no files; a restart with 3 Re
 the hub for no model bytes and the labels never leave Ready; 409s and 500s on ConfigMap and
 Node patches converge without losing entries (another writer's keys included); an update of
 the revision keeps the old files until the new ones are verified; SIGTERM stops the agent
-within 15 s.
+within 15 s; ``kopf run -m handlers --standalone -A`` runs the same operator.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 from tests.harness import modelfiles
-from tests.harness.operator import agent_process
+from tests.harness.operator import agent_process, free_port
 
 TENSORS = {"model.embed_tokens.weight": ("F32", [8, 8]), "lm_head.weight": ("F32", [8, 8])}
 DEADLINE = 60.0
@@ -315,3 +319,44 @@ def test_sigterm_stops_the_agent_within_fifteen_seconds_during_a_download(
         assert code == 0, log[-3000:]
         destination = a.models_root / "default.basemodel.slow"
         assert not (destination / "big.dat").exists()  # nothing half-placed
+
+
+def test_kopf_run_with_the_handlers_module_works_the_same(kube_api, hf_hub_in_thread, tmp_path):
+    hub, view = hf_hub_in_thread, View(kube_api)
+    hub.add_repo("org/k", repo_files(tmp_path))
+    kube_api.add_node("node-k")
+    root = tmp_path / "models"
+    root.mkdir()
+    env = {
+        **os.environ,
+        "KUBECONFIG": kube_api.kubeconfig,
+        "NODE_NAME": "node-k",
+        "MODELS_ROOT_DIR": str(root),
+        "MODEL_AGENT_PORT": str(free_port()),
+        "MODEL_AGENT_METRICS_PORT": str(free_port()),
+        "MODEL_AGENT_CONFIG_MAP_SYNC_INTERVAL": "0.2",
+        "HF_ENDPOINT": hub.endpoint,
+    }
+    log_path = tmp_path / "kopf.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kopf", "run", "-m", "handlers", "--standalone", "-A"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        view.wait(lambda: kube_api.watching("basemodels") > 0 or proc.poll() is not None)
+        assert proc.poll() is None, log_path.read_text()
+        kube_api.create(model("ClusterBaseModel", "via-kopf", "hf://org/k"))
+        view.ready("node-k", "clusterbasemodel.via-kopf", "models.ome.io/clusterbasemodel.via-kopf")
+        assert (root / "clusterbasemodel.via-kopf" / "config.json").is_file()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0, log_path.read_text()[-3000:]
