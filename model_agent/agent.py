@@ -103,7 +103,7 @@ class Agent:
         self._started = False
         self._stop_event = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
-        self._shape_cache: tuple[str | None, str | None] | None = None
+        self._shapes = agent_lanes.ShapeCache(config.instance_type_map)
         self.last_success: datetime.datetime | None = None
         self.last_error: str | None = None
 
@@ -413,34 +413,17 @@ class Agent:
         )
 
     async def _flush_loop(self) -> None:
-        """Re-send writes that failed; every ``repair_interval`` also put back entries and
-        labels someone else removed (or a deleted ConfigMap)."""
-        interval = max(0.2, min(5.0, self.config.config_map_sync_interval))
-        repaired_at = time.monotonic()
-        while not self._stopping:
-            await asyncio.sleep(interval)
-            try:
-                if self.cm.pending:
-                    await self.cm.flush()
-                if self.nodes.pending:
-                    await self.nodes.flush()
-                if time.monotonic() - repaired_at >= self.repair_interval:
-                    repaired_at = time.monotonic()
-                    await self.cm.reconcile()
-                    await self.nodes.reconcile(self.node.labels)
-            except Exception as exc:  # keep the loop alive; the next round tries again
-                logger.warning("report repair failed: %s: %s", type(exc).__name__, exc)
+        await agent_startup.upkeep(
+            cm=self.cm,
+            node=self.nodes,
+            labels=lambda: self.node.labels,
+            interval=max(0.2, min(5.0, self.config.config_map_sync_interval)),
+            repair_interval=self.repair_interval,
+            stop=self._stop_event,
+        )
 
-    def _shape(self) -> str | None:
-        from model_agent import gpu, shapes
-
-        instance_type = shapes.instance_type_from_labels(self.node.labels)
-        if self._shape_cache is None or self._shape_cache[0] != instance_type:
-            found = gpu.detect_shape(
-                instance_type=instance_type, instance_type_map=self.config.instance_type_map
-            )
-            self._shape_cache = (instance_type, found.filter_key if found else None)
-        return self._shape_cache[1]
+    async def _shape(self) -> str | None:
+        return await self._shapes.get(self.node.labels)
 
     def _paths_in_use(self, ref: spec.ModelRef) -> set[str]:
         return {

@@ -1,5 +1,6 @@
 """Small parts of the agent's lanes: the per-model ``Lane`` record, the bounded pool of
-download slots (with the queue-depth and active-worker gauges) and the backoff rule."""
+download slots (with the queue-depth and active-worker gauges), the backoff rule and the
+node's GPU shape (detected once per instance type, in a thread: NVML calls block)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import asyncio
 import contextlib
 import dataclasses
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from model_agent import errors, metrics, report, spec
 
-__all__ = ["DELETE", "SYNC", "DownloadSlots", "Lane", "backoff"]
+__all__ = ["DELETE", "SYNC", "DownloadSlots", "Lane", "ShapeCache", "backoff"]
 
 SYNC, DELETE = "sync", "delete"
 
@@ -73,3 +74,22 @@ def backoff(attempts: int, *, base: float, cap: float) -> float:
     """Exponential backoff with +-25 % jitter: base, 2 base, 4 base, ... up to ``cap``."""
     delay: float = min(cap, base * 2.0 ** max(0, attempts - 1))
     return delay * (0.75 + random.random() / 2)
+
+
+class ShapeCache:
+    """The GPU shape filter key for TensorRT-LLM models, per instance-type label."""
+
+    def __init__(self, instance_type_map: Mapping[str, str]) -> None:
+        self._map = instance_type_map
+        self._cached: tuple[str | None, str | None] | None = None
+
+    async def get(self, labels: Mapping[str, str]) -> str | None:
+        from model_agent import gpu, shapes
+
+        instance_type = shapes.instance_type_from_labels(labels)
+        if self._cached is None or self._cached[0] != instance_type:
+            found = await asyncio.to_thread(
+                gpu.detect_shape, instance_type=instance_type, instance_type_map=self._map
+            )
+            self._cached = (instance_type, found.filter_key if found else None)
+        return self._cached[1]

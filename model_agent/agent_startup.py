@@ -1,6 +1,7 @@
-"""What the agent does once at start-up: retry the first API calls, and clean up after models
-that were deleted while it was down (their ConfigMap entries, Node labels and, when the
-agent's record says it owns them, their files)."""
+"""The agent's start-up and upkeep: retry the first API calls; clean up after models that
+were deleted while it was down (their ConfigMap entries, Node labels and, when the agent's
+record says it owns them, their files); and the loop that re-sends failed report writes and
+periodically puts back entries, labels or a whole ConfigMap that someone else removed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import dataclasses
 import logging
 import pathlib
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -16,7 +18,7 @@ from model_agent import agent_disk as disk
 from model_agent import agent_work, errors, report, spec
 from model_agent.kube import configmap, nodes
 
-__all__ = ["find_record", "remove_stale", "retrying"]
+__all__ = ["find_record", "remove_stale", "retrying", "upkeep"]
 
 logger = logging.getLogger("model_agent.agent")
 T = TypeVar("T")
@@ -85,3 +87,33 @@ async def remove_stale(
         if report.is_model_label(label) and label not in labels:
             logger.info("removing stale node label %s", label)
             await _quietly(node.set_label(label, None))
+
+
+async def upkeep(
+    *,
+    cm: configmap.ConfigMapWriter,
+    node: nodes.NodeClient,
+    labels: Callable[[], Mapping[str, str]],
+    interval: float,
+    repair_interval: float,
+    stop: asyncio.Event,
+) -> None:
+    """Until ``stop``: re-send pending writes every ``interval``; every ``repair_interval``
+    also reconcile the ConfigMap and the labels against the latest node snapshot."""
+    repaired_at = time.monotonic()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        if stop.is_set():
+            return
+        try:
+            if cm.pending:
+                await cm.flush()
+            if node.pending:
+                await node.flush()
+            if time.monotonic() - repaired_at >= repair_interval:
+                repaired_at = time.monotonic()
+                await cm.reconcile()
+                await node.reconcile(labels())
+        except Exception as exc:  # keep the loop alive; the next round tries again
+            logger.warning("report repair failed: %s: %s", type(exc).__name__, exc)

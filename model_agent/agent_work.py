@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import pathlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -69,7 +69,7 @@ class Work:
         node: nodes.NodeClient,
         recorder: metrics.Metrics | None,
         state_dir: pathlib.Path,
-        shape: Callable[[], str | None],
+        shape: Callable[[], Awaitable[str | None]],
         paths_in_use: Callable[[spec.ModelRef], set[str]],
         recorder_events: events.EventRecorder | None = None,
     ) -> None:
@@ -170,7 +170,9 @@ class Work:
             token=token,
             model_format=model.model_format,
             serving=model.serving,
-            shape=self._shape() if (model.model_format or "").lower() == "tensorrtllm" else None,
+            shape=await self._shape()
+            if (model.model_format or "").lower() == "tensorrtllm"
+            else None,
             analyse=model.analyse,
             metrics_labels=metrics.ModelLabels(ref.kind, ref.namespace, ref.name),
             config_key=ref.configmap_key,
