@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import pathlib
@@ -29,7 +28,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from tests.harness import kube_http, kube_patch
+from tests.harness import kube_faults, kube_http, kube_patch
 from tests.harness.kube_resources import CRD_DIR, Catalog, Resource, default_catalog
 from tests.harness.kube_store import Store
 
@@ -51,38 +50,8 @@ class RecordedRequest(NamedTuple):
         return self.method == "GET" and kube_http.is_true(self.query.get("watch"))
 
 
-@dataclasses.dataclass
-class _FailRule:
-    remaining: int
-    method: str | None
-    path_contains: str | None
-    status: int
-    retry_after: float | None
-    reason: str
-    delay: float = 0.0  # with status 0: answer normally, this many seconds late
-
-    def matches(self, method: str, verb: str | None, path: str) -> bool:
-        if self.method is not None and self.method.upper() not in (method, (verb or "").upper()):
-            return False
-        return self.path_contains is None or self.path_contains in path
-
-
 _PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
 logger = logging.getLogger("tests.harness.kube")
-
-_REASONS = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    409: "Conflict",
-    410: "Expired",
-    422: "Invalid",
-    429: "TooManyRequests",
-    500: "InternalError",
-    503: "ServiceUnavailable",
-    504: "Timeout",
-}
 
 
 class FakeKube:
@@ -108,8 +77,7 @@ class FakeKube:
         #: the client should retry); the ``kube_api`` fixture fails a test that leaves any.
         self.server_errors: list[str] = []
         self._api = kube_http.Api(self.store, self.catalog)
-        self._faults: list[_FailRule] = []
-        self._faults_lock = threading.Lock()
+        self.faults = kube_faults.Faults()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -217,7 +185,7 @@ class FakeKube:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
         target = kube_http.parse_path(self.catalog, request.path)
         verb = None if target is None else kube_http.verb_of(request.method, target, query)
-        rule = self._take_fault(request.method, verb, request.path)
+        rule = self.faults.take(request.method, verb, request.path)
         if rule is not None and rule.delay:
             await asyncio.sleep(rule.delay)
         if rule is not None and rule.status:
@@ -229,16 +197,6 @@ class FakeKube:
             return kube_http.json_response(self._api.discovery(request.path))
         assert verb is not None
         return await self._api.serve(request, target, verb)
-
-    def _take_fault(self, method: str, verb: str | None, path: str) -> _FailRule | None:
-        with self._faults_lock:
-            for rule in self._faults:
-                if rule.matches(method, verb, path):
-                    rule.remaining -= 1
-                    if rule.remaining <= 0:
-                        self._faults.remove(rule)
-                    return rule
-        return None
 
     # --- fault injection and introspection -----------------------------------------------
 
@@ -254,18 +212,8 @@ class FakeKube:
         """Answer the next ``count`` matching requests with ``status`` (a Status body),
         before anything is read or written. ``method`` is an HTTP method (``PATCH``) or a
         Kubernetes verb (``WATCH``, ``LIST``, ``CREATE``, ...); ``retry_after`` adds the
-        Retry-After header (for 429)."""
-        with self._faults_lock:
-            self._faults.append(
-                _FailRule(
-                    count,
-                    method,
-                    path_contains,
-                    status,
-                    retry_after,
-                    _REASONS.get(status, "InternalError"),
-                )
-            )
+        Retry-After header (for 429). Rules are used in the order they were added."""
+        self.faults.fail(count, method, path_contains, status, retry_after)
 
     def slow_next(
         self,
@@ -278,12 +226,10 @@ class FakeKube:
         """Answer the next ``count`` matching requests normally but ``seconds`` late (the
         request is neither read nor applied until then). Matching as in ``fail_next``; the
         rules of both share one queue, first added first used."""
-        with self._faults_lock:
-            self._faults.append(_FailRule(count, method, path_contains, 0, None, "", delay=seconds))
+        self.faults.slow(count, seconds, method, path_contains)
 
     def clear_faults(self) -> None:
-        with self._faults_lock:
-            self._faults.clear()
+        self.faults.clear()
 
     def watch_requests(self, resource: str) -> list[RecordedRequest]:
         """The watch requests received for ``resource`` (plural name or any ``resolve`` name)."""

@@ -9,30 +9,30 @@ create or a stale ``metadata.resourceVersion``, no-op writes that change nothing
 resourceVersion, no event), finalizers and ``deletionTimestamp``, the ``status``
 subresource (the main resource ignores status, ``/status`` changes only status),
 ``generateName``, label/field selectors on list and watch, watch replay from a
-resourceVersion, 410 Gone after ``compact()``.
+resourceVersion, 410 Gone after ``compact()`` (watch bookkeeping: ``kube_watch``).
+
+The ``Watcher`` and ``Event`` names are re-exported from ``kube_watch``.
 """
 
 from __future__ import annotations
 
 import base64
 import builtins
-import collections
 import copy
-import dataclasses
 import datetime
-import json
 import random
 import string
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from tests.harness import kube_patch
+from tests.harness import kube_patch, kube_watch
 from tests.harness.kube_resources import Catalog, Resource
+from tests.harness.kube_watch import Event, Watcher
 
 Key = tuple[Resource, str | None, str]
-Event = dict[str, Any]
+__all__ = ["Event", "Store", "Watcher", "not_found"]
 
 
 def _now() -> str:
@@ -58,38 +58,6 @@ def not_found(resource: Resource, name: str) -> kube_patch.ApiError:
     )
 
 
-@dataclasses.dataclass
-class Watcher:
-    """One open watch: what it wants, and how to hand it events (``None`` ends it)."""
-
-    resource: Resource
-    namespace: str | None
-    labels: kube_patch.Matcher
-    fields: kube_patch.Matcher
-    deliver: Callable[[Event | None], None]
-
-    def wants(self, obj: Mapping[str, Any]) -> bool:
-        if self.namespace is not None and obj["metadata"].get("namespace") != self.namespace:
-            return False
-        return self.labels(obj) and self.fields(obj)
-
-    def translate(self, kind: str, old: Any, new: Any) -> Event | None:
-        """The event this watcher sees for a change, with selector transitions: an object
-        that starts matching is ADDED, one that stops matching is DELETED."""
-        if kind == "ADDED":
-            return {"type": "ADDED", "object": new} if self.wants(new) else None
-        if kind == "DELETED":
-            return {"type": "DELETED", "object": new} if self.wants(new) else None
-        was, now = self.wants(old), self.wants(new)
-        if was and now:
-            return {"type": "MODIFIED", "object": new}
-        if now:
-            return {"type": "ADDED", "object": new}
-        if was:
-            return {"type": "DELETED", "object": new}
-        return None
-
-
 def _normalise(resource: Resource, obj: dict[str, Any]) -> None:
     """What the server does to a written object: a Secret's ``stringData`` is folded into
     ``data`` (base64) and its ``type`` defaults to Opaque."""
@@ -107,22 +75,12 @@ def _normalise(resource: Resource, obj: dict[str, Any]) -> None:
 
 
 class Store:
-    #: Changes kept for watch replay (count and JSON bytes); older resourceVersions answer
-    #: 410 Gone, as after an etcd compaction.
-    max_history = 20_000
-    max_history_bytes = 64 * 1024 * 1024
-
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.lock = threading.RLock()
+        self.history = kube_watch.History()
         self._objects: dict[Key, dict[str, Any]] = {}
         self._rv = 0
-        self._compacted = 0
-        # (resourceVersion, resource, event kind, old JSON or None, new JSON)
-        self._history: collections.deque[tuple[int, Resource, str, str | None, str]] = (
-            collections.deque()
-        )
-        self._history_bytes = 0
         self._watchers: list[Watcher] = []
 
     # --- reading -------------------------------------------------------------------------
@@ -340,9 +298,7 @@ class Store:
     def compact(self) -> int:
         """Forget the history: a watch from any resourceVersion before now gets 410 Gone."""
         with self.lock:
-            self._compacted = self._rv
-            self._history.clear()
-            self._history_bytes = 0
+            self.history.compact(self._rv)
             return self._rv
 
     # --- watching ------------------------------------------------------------------------
@@ -372,17 +328,10 @@ class Store:
                     start = int(since or 0)
                 except ValueError:
                     raise kube_patch.bad_request(f"invalid resource version {since!r}") from None
-                if start < self._compacted:
-                    gone = kube_patch.status_body(
-                        410, "Expired", f"too old resource version: {start} ({self._compacted})"
-                    )
-                    return [{"type": "ERROR", "object": gone}]
-                for rv, res, kind, old_json, new_json in self._history:
-                    if rv > start and res == watcher.resource:
-                        old = None if old_json is None else json.loads(old_json)
-                        event = watcher.translate(kind, old, json.loads(new_json))
-                        if event is not None:
-                            events.append(event)
+                replayed = self.history.replay(start, watcher)
+                if replayed is None:
+                    return [kube_watch.gone(start, self.history.compacted)]
+                events.extend(replayed)
             self._watchers.append(watcher)
             return events
 
@@ -403,10 +352,6 @@ class Store:
     def watcher_count(self, resource: Resource | None = None) -> int:
         with self.lock:
             return sum(1 for w in self._watchers if resource is None or w.resource == resource)
-
-    def bookmark(self, resource: Resource) -> Event:
-        with self.lock:
-            return self._bookmark(resource, initial_end=False)
 
     # --- internals -----------------------------------------------------------------------
 
@@ -513,25 +458,12 @@ class Store:
         return copy.deepcopy(gone)
 
     def _emit(self, resource: Resource, kind: str, old: Any, new: Any) -> None:
-        """Record a change and hand it to the watchers. Snapshots are JSON (compact, and a
-        fresh copy per use); one decoded snapshot is shared by the live watchers, which
-        only serialise it."""
-        old_json = None if old is None else json.dumps(old)
-        new_json = json.dumps(new)
-        self._history.append((self._rv, resource, kind, old_json, new_json))
-        self._history_bytes += len(new_json) + len(old_json or "")
-        while self._history and (
-            len(self._history) > self.max_history or self._history_bytes > self.max_history_bytes
-        ):
-            rv, _, _, dropped_old, dropped_new = self._history.popleft()
-            self._history_bytes -= len(dropped_new) + len(dropped_old or "")
-            self._compacted = rv
+        self.history.record(self._rv, resource, kind, old, new)
         watchers = [w for w in self._watchers if w.resource == resource]
-        if not watchers:
-            return
-        snapshot_old = None if old_json is None else json.loads(old_json)
-        snapshot_new = json.loads(new_json)
-        for watcher in watchers:
-            event = watcher.translate(kind, snapshot_old, snapshot_new)
-            if event is not None:
-                watcher.deliver(event)
+        if watchers:
+            # one fresh snapshot, shared: the watch streams only serialise it
+            snapshot_old, snapshot_new = copy.deepcopy(old), copy.deepcopy(new)
+            for watcher in watchers:
+                event = watcher.translate(kind, snapshot_old, snapshot_new)
+                if event is not None:
+                    watcher.deliver(event)

@@ -671,7 +671,7 @@ async def test_a_client_that_stops_watching_leaves_no_open_watch(kube_client, ku
 
 
 async def test_watch_from_a_version_older_than_the_kept_history_is_410(kube_api):
-    kube_api.store.max_history = 3
+    kube_api.store.history.max_entries = 3
     kube_api.add_node("node-a")
     since = kube_api.resource_version
     for i in range(4):
