@@ -232,6 +232,7 @@ async def test_watch_with_timeout_seconds_sees_added_and_modified_then_ends(kube
     ]
     watches = kube_api.watch_requests("basemodels")
     assert len(watches) == 1 and watches[0].query["timeoutSeconds"] == "1"
+    assert watches[0].query["watch"] == "True"  # kubernetes-asyncio's spelling
     assert kube_api.watching("basemodels") == 0
 
 
@@ -791,3 +792,14 @@ async def test_malformed_numeric_parameters_are_400(kube_api, query):
     async with authorized(kube_api) as session:
         async with session.get(f"{kube_api.url}/api/v1/nodes?{query}") as response:
             assert response.status == 400
+
+
+@pytest.mark.parametrize("flag", ["True", "true", "1"])
+async def test_watch_flag_spellings_all_open_a_watch(kube_api, flag):
+    kube_api.add_node("node-a")
+    params = {"watch": flag, "timeoutSeconds": "0.2"}
+    async with authorized(kube_api) as session:
+        async with session.get(f"{kube_api.url}/api/v1/nodes", params=params) as response:
+            lines = [line async for line in response.content]
+    assert len(lines) == 1 and b'"type": "ADDED"' in lines[0]
+    assert kube_api.watch_requests("nodes")[0].query["watch"] == flag
