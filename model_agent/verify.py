@@ -26,6 +26,8 @@ from model_agent.download import staging
 __all__ = ["ChecksumFailedError", "Outcome", "Verifier", "hash_file", "hash_range"]
 
 _READ_SIZE = 1024**2
+#: ``follow`` hashes the written prefix in steps of at least this much (fewer thread hops).
+_BATCH_SIZE = 16 * 1024**2
 
 
 class ChecksumFailedError(errors.ChecksumMismatchError):
@@ -136,7 +138,7 @@ class Verifier:
             while position < staged.size:
                 staged.changed.clear()
                 frontier = staged.frontier
-                if frontier <= position:
+                if frontier - position < min(_BATCH_SIZE, staged.size - position):
                     await staged.changed.wait()
                     continue
                 await asyncio.to_thread(

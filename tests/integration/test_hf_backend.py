@@ -246,13 +246,14 @@ async def test_a_revision_that_moves_mid_pull_does_not_mix_commits(
 ) -> None:
     first = hf_hub.add_repo(REPO, source)
     changed = {name: path.read_bytes() + b" " for name, path in source.items()}
-    hf_hub.faults.throttle(2_000_000)
+    hf_hub.faults.throttle(500_000)
     task = asyncio.create_task(do_pull(hf_hub, tmp_path))
     deadline = asyncio.get_running_loop().time() + 10
     while hf_hub.bytes_served("*.safetensors") == 0:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.01)
     second = hf_hub.add_repo(REPO, changed)
+    assert not task.done()  # the commit moved while the pull was running
     hf_hub.faults.throttle(None)
     result = await task
     assert result.revision == first != second
