@@ -57,7 +57,7 @@ def test_kopf_in_a_thread_sees_test_side_creates_updates_and_deletes(kube_api):
     assert ("BaseModel", "ADDED", "m1") in seen
     assert ("ClusterBaseModel", "ADDED", "c1") in seen
     assert operator.stop_seconds is not None and operator.stop_seconds < 1.0
-    assert kube_api.watching("basemodels") == 0
+    kube_api.wait_for_sync(lambda: kube_api.watching("basemodels") == 0)  # disconnect seen
     watches = kube_api.watch_requests("basemodels")
     assert watches and all(r.path == "/apis/ome.io/v1beta1/basemodels" for r in watches)
 

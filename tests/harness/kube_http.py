@@ -344,6 +344,7 @@ class Api:
                 if event is None:
                     break
                 await _write_event(response, event)
+            self.store.unwatch(watcher)  # before the client can see the end of the stream
             with contextlib.suppress(ConnectionError):
                 await response.write_eof()
         except ConnectionError:

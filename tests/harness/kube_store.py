@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from tests.harness import kube_patch, kube_watch
+from tests.harness import kube_patch, kube_schema, kube_watch
 from tests.harness.kube_resources import Catalog, Resource
 from tests.harness.kube_watch import Event, Watcher
 
@@ -171,6 +171,8 @@ class Store:
                 raise kube_patch.invalid(resource.kind, "", "metadata.name: Required value")
             kube_patch.validate_name(resource.kind, name)
             _normalise(resource, obj)
+            obj = kube_schema.admit(resource, obj)
+            meta = obj["metadata"]
             kube_patch.validate_object(resource.kind, obj)
             key = self._key(resource, meta.get("namespace"), name)
             if key in self._objects:
@@ -415,6 +417,8 @@ class Store:
                 if "status" in old:
                     new["status"] = copy.deepcopy(old["status"])
         _normalise(resource, new)
+        new = kube_schema.admit(resource, new)
+        meta = new["metadata"]
         kube_patch.validate_object(resource.kind, new)
         if old["metadata"].get("deletionTimestamp") and len(meta.get("finalizers") or []) > len(
             old["metadata"].get("finalizers") or []

@@ -803,3 +803,37 @@ async def test_watch_flag_spellings_all_open_a_watch(kube_api, flag):
             lines = [line async for line in response.content]
     assert len(lines) == 1 and b'"type": "ADDED"' in lines[0]
     assert kube_api.watch_requests("nodes")[0].query["watch"] == flag
+
+
+async def test_custom_resources_are_pruned_defaulted_and_validated_by_their_crd_schema(
+    kube_client, kube_api
+):
+    api = client.CustomObjectsApi(kube_client)
+    body = basemodel("m1")
+    body["spec"] |= {"modelFormat": {"name": "safetensors"}, "notInTheSchema": "x"}
+    body["spec"]["modelConfiguration"] = {"anything": {"goes": 1}}
+    created = await api.create_namespaced_custom_object(
+        GROUP, VERSION, "default", "basemodels", body
+    )
+    assert "notInTheSchema" not in created["spec"]  # pruned
+    assert created["spec"]["modelFormat"] == {
+        "name": "safetensors",
+        "operator": "Equal",
+        "weight": 1,
+    }
+    assert created["spec"]["modelConfiguration"] == {"anything": {"goes": 1}}  # preserved
+    with pytest.raises(ApiException) as caught:
+        await api.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            "default",
+            "basemodels",
+            "m1",
+            {"spec": {"maxTokens": "many"}},
+            _content_type=MERGE,
+        )
+    assert caught.value.status == 422
+    assert "spec.maxTokens" in json.loads(caught.value.body)["message"]
+    with pytest.raises(kube_patch.ApiError) as missing:
+        kube_api.create({**basemodel("m2"), "spec": {"modelType": "llama"}})
+    assert missing.value.status == 422 and "storage" in missing.value.message
