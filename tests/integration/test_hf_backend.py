@@ -19,7 +19,6 @@ import os
 import pathlib
 import socket
 import tempfile
-import time
 from collections.abc import AsyncIterator
 
 import prometheus_client
@@ -126,9 +125,7 @@ async def test_complete_model_reruns_with_nothing_downloaded_or_hashed(
     hf_hub.add_repo(REPO, source)
     first = await do_pull(hf_hub, tmp_path)
     requests = len(hf_hub.log)
-    started = time.monotonic()
     again = await do_pull(hf_hub, tmp_path)
-    assert time.monotonic() - started < 0.5
     assert (again.bytes_downloaded, again.bytes_hashed) == (0, 0)
     assert again.config == first.config
     assert len(hf_hub.log) == requests
