@@ -317,15 +317,14 @@ async def test_a_client_giving_up_on_a_stall_frees_the_server_quickly(
     hf_hub.faults.stall(1, seconds=60, after_bytes=100)
     url = f"{hf_hub.endpoint}/org/model/resolve/main/model.safetensors"
     timeout = aiohttp.ClientTimeout(sock_read=1.0)
-    started = time.monotonic()
     async with aiohttp.ClientSession(timeout=timeout) as session:
         with pytest.raises(asyncio.TimeoutError):
             async with session.get(url) as response:
                 await response.read()
     stalled = hf_hub.log.matching("model.safetensors", kind="data")[-1]
     assert (stalled.bytes_sent, stalled.completed) == (100, False)
-    await hf_hub.stop()  # the stalled handler is cancelled, not waited for
-    assert time.monotonic() - started < 5
+    # the stalled handler is cancelled, not waited for (it would stall for a minute)
+    await asyncio.wait_for(hf_hub.stop(), 30)
 
 
 async def test_if_range_with_a_stale_etag_gets_the_whole_file(hf_hub: hub_mod.LocalHub) -> None:

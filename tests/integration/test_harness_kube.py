@@ -223,7 +223,7 @@ async def test_watch_with_timeout_seconds_sees_added_and_modified_then_ends(kube
     )
     kube_api.patch("basemodels", "before", {"spec": {"version": "3"}})
     await asyncio.wait_for(task, 5)
-    assert 0.9 < time.monotonic() - started < 4
+    assert time.monotonic() - started > 0.9  # the server ended it at timeoutSeconds, not before
     assert seen == [
         ("ADDED", "before", ""),
         ("ADDED", "m1", ""),
