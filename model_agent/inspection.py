@@ -23,6 +23,7 @@ from model_agent.modelinfo import report, safetensors, tensorrt
 __all__ = [
     "CONFIG_MAX_BYTES",
     "INDEX_MAX_BYTES",
+    "NoConfigError",
     "find_config",
     "inspect_directory",
     "read_header",
@@ -177,6 +178,13 @@ def _diffusers(index_path: pathlib.Path) -> dict[str, Any]:
     )
 
 
+class NoConfigError(errors.ModelInfoError):
+    """The folder holds no config.json or model_index.json: nothing to analyse (a GGUF-only
+    repository, say). Unlike a malformed file, this is not a reason to fail a download."""
+
+    reason = "NoModelConfig"
+
+
 def inspect_directory(path: pathlib.Path) -> dict[str, Any]:
     """The ConfigMap ``config`` object (without ``artifact``) for the model in ``path``."""
     root = pathlib.Path(path)
@@ -190,7 +198,7 @@ def inspect_directory(path: pathlib.Path) -> dict[str, Any]:
         found = find_config(root, MODEL_INDEX_NAME)
         if found is not None:
             return _diffusers(found)
-        raise errors.ModelInfoError(
+        raise NoConfigError(
             f"{root}: not a model folder: no {CONFIG_NAME} or {MODEL_INDEX_NAME} found"
         )
     raw = _load(config_path)

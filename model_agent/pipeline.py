@@ -173,7 +173,13 @@ async def _analyse(request: PullRequest, revision: str) -> dict[str, Any]:
     if request.analyse:
         from model_agent import inspection
 
-        config = dict(await asyncio.to_thread(inspection.inspect_directory, request.destination))
+        try:
+            config = dict(
+                await asyncio.to_thread(inspection.inspect_directory, request.destination)
+            )
+        except inspection.NoConfigError as exc:
+            log.warning("analysis skipped for %s: %s", request.uri, exc)
+            config = {"analysisError": str(exc)}
     parent = {request.config_key: str(request.destination)} if request.config_key else {}
     config["artifact"] = {"sha": revision, "parentPath": parent, "childrenPaths": []}
     return config

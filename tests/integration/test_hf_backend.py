@@ -359,3 +359,22 @@ async def test_unsafe_remote_names_are_rejected_and_nothing_is_written(
             state_dir=tmp_path / "state",
         )
     assert all_files(tmp_path) == []
+
+
+async def test_a_repository_without_config_is_placed_and_says_why_it_was_not_analysed(
+    hf_hub: hub.LocalHub, tmp_path: pathlib.Path
+) -> None:
+    hf_hub.add_repo(REPO, {"model-q4.gguf": b"GGUF" + b"\0" * 4000, "README.md": b"# gguf\n"})
+    result = await do_pull(hf_hub, tmp_path)
+    assert (tmp_path / "dest" / "model-q4.gguf").read_bytes()[:4] == b"GGUF"
+    assert "no config.json" in result.config["analysisError"]
+    assert result.config["artifact"]["sha"] == hf_hub.commit_of(REPO)
+    assert "modelType" not in result.config
+
+
+async def test_a_malformed_config_fails_the_pull_naming_the_file(
+    hf_hub: hub.LocalHub, tmp_path: pathlib.Path
+) -> None:
+    hf_hub.add_repo(REPO, {"config.json": b"{not json", "model.gguf": b"GGUF"})
+    with pytest.raises(errors.ModelInfoError, match=r"config\.json"):
+        await do_pull(hf_hub, tmp_path)
