@@ -91,6 +91,7 @@ class Agent:
             state_dir=self.state_dir,
             shape=self._shape,
             paths_in_use=self._paths_in_use,
+            node_labels=lambda: self.node.labels,
             recorder_events=events.EventRecorder(api, node_name=self.node_name, metrics=recorder)
             if post_events
             else None,
@@ -128,6 +129,7 @@ class Agent:
             model = spec.parse(body, models_root_dir=self.config.models_root_dir)
         except errors.AgentError as exc:
             invalid = exc
+            lane.placement = spec.placement_of(body)
         changed = (
             model != lane.model
             or str(invalid) != str(lane.invalid)
@@ -148,6 +150,7 @@ class Agent:
         data = await agent_startup.retrying("prepare configmap", self.cm.ensure)
         self.cm.seed(data)
         self.nodes.seed(self.node.labels)
+        await self.work.load_records()
         existing = await agent_startup.retrying(
             "list models", lambda: kube_models.list_models(self.api)
         )
@@ -158,7 +161,6 @@ class Agent:
             node_labels=self.node.labels,
             existing=existing,
             data=data,
-            state_dir=self.state_dir,
             models_root_dir=self.config.models_root_dir,
         )
         for body in existing:
@@ -232,9 +234,21 @@ class Agent:
                 lane.task.cancel()
         self._kick(lane)
 
-    @staticmethod
-    def _same_work(old: spec.ModelSpec | None, new: spec.ModelSpec | None) -> bool:
-        return old is not None and new is not None and old.same_source(new)
+    def _same_work(self, old: spec.ModelSpec | None, new: spec.ModelSpec | None) -> bool:
+        """Whether the running task already does what ``new`` asks (same bytes, same place,
+        still selected)."""
+        return (
+            old is not None and new is not None and old.same_source(new) and new.selects(self.node)
+        )
+
+    def _selects(self, lane: Lane) -> bool:
+        """Whether the node is selected; an invalid spec counts as selected (so it is
+        reported Failed) unless its selector fields parse and rule this node out."""
+        if lane.model is not None:
+            return lane.model.selects(self.node)
+        if lane.placement is not None:
+            return selection.matches(lane.placement, self.node)
+        return True
 
     def _kick(self, lane: Lane) -> None:
         if self._stopping:
@@ -267,7 +281,11 @@ class Agent:
                 self.last_success = datetime.datetime.now(datetime.UTC)
             elif not self._stopping:
                 lane.done_model = None
-                await self._failed(lane, work, failure)
+                try:
+                    await self._failed(lane, work, failure)
+                except Exception:  # never let a reporting bug kill the lane
+                    logger.exception("model %s: handling a failure Failed", lane.ref)
+                    self._schedule(lane, work, self.failed_retry)
         if lane.deleted and lane.wanted is None and lane.running is None and lane.retry is None:
             self.lanes.pop(lane.ref.key, None)
 
@@ -278,7 +296,6 @@ class Agent:
                 await self.work.remove(
                     ref,
                     model=lane.model,
-                    record=await agent_startup.find_record(self.state_dir, ref),
                     why="deleted",
                 )
             lane.selected = False
@@ -286,15 +303,14 @@ class Agent:
         model, invalid = lane.model, lane.invalid
         if model is not None and not model.handled:
             return  # pvc:// belongs to OME's controller
-        selected = model is None or model.selects(self.node)
+        selected = self._selects(lane)
         was_selected, lane.selected = lane.selected, selected
         if not selected:
-            if was_selected or self.work.status.get(ref.configmap_key) or lane.done_model:
+            if was_selected or self.work.holds(ref, self.node.labels):
                 async with self._reconciles:
                     await self.work.remove(
                         ref,
                         model=model,
-                        record=await agent_startup.find_record(self.state_dir, ref),
                         why="not selected",
                     )
             return
@@ -385,9 +401,9 @@ class Agent:
         if not reevaluate or selection_labels == old:
             return
         for lane in list(self.lanes.values()):
-            if lane.model is None or lane.deleted:
+            if lane.deleted or (lane.model is not None and not lane.model.handled):
                 continue
-            now = lane.model.selects(self.node)
+            now = self._selects(lane)
             if now != lane.selected:
                 logger.info(
                     "model %s: node %s %s selected by the labels",

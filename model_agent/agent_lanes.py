@@ -10,7 +10,7 @@ import dataclasses
 import random
 from collections.abc import AsyncIterator, Mapping
 
-from model_agent import errors, metrics, report, spec
+from model_agent import errors, metrics, report, selection, spec
 
 __all__ = ["DELETE", "SYNC", "DownloadSlots", "Lane", "ShapeCache", "backoff"]
 
@@ -24,6 +24,7 @@ class Lane:
     ref: spec.ModelRef
     model: spec.ModelSpec | None = None
     invalid: errors.AgentError | None = None
+    placement: selection.Selection | None = None  # of an invalid spec, when it parses
     wanted: str | None = None  # SYNC or DELETE, waiting to run
     running: str | None = None
     running_model: spec.ModelSpec | None = None

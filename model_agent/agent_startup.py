@@ -9,16 +9,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import pathlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from model_agent import agent_disk as disk
 from model_agent import agent_work, errors, report, spec
 from model_agent.kube import configmap, nodes
 
-__all__ = ["find_record", "remove_stale", "retrying", "upkeep"]
+__all__ = ["remove_stale", "retrying", "upkeep"]
 
 logger = logging.getLogger("model_agent.agent")
 T = TypeVar("T")
@@ -37,11 +35,6 @@ async def retrying(what: str, call: Callable[[], Awaitable[T]], attempts: int = 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def find_record(state_dir: pathlib.Path, ref: spec.ModelRef) -> disk.Record | None:
-    records = await asyncio.to_thread(disk.load_records, state_dir)
-    return next((r for r in records if r.config_key == ref.configmap_key), None)
-
-
 async def _quietly(operation: Awaitable[Any]) -> None:
     try:
         await operation
@@ -57,7 +50,6 @@ async def remove_stale(
     node_labels: Iterable[str],
     existing: list[dict[str, Any]],
     data: Mapping[str, str],
-    state_dir: pathlib.Path,
     models_root_dir: str,
 ) -> None:
     """Entries, labels and owned files of models that no longer exist. Keys that do not
@@ -72,7 +64,7 @@ async def remove_stale(
         labels.add(ref.label_key)
         with contextlib.suppress(errors.AgentError):
             paths.add(spec.parse(body, models_root_dir=models_root_dir).path)
-    for record in await asyncio.to_thread(disk.load_records, state_dir):
+    for record in list(work.records.values()):
         if record.config_key in keys:
             continue
         ref = spec.ModelRef(kind=record.kind, namespace=record.namespace, name=record.name)

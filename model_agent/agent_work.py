@@ -72,13 +72,43 @@ class Work:
         shape: Callable[[], Awaitable[str | None]],
         paths_in_use: Callable[[spec.ModelRef], set[str]],
         recorder_events: events.EventRecorder | None = None,
+        node_labels: Callable[[], Mapping[str, str]] = dict,
     ) -> None:
         self.config, self.api, self.cm, self.node = config, api, cm, node
         self.metrics, self.state_dir = recorder, state_dir
         self._shape, self._paths_in_use = shape, paths_in_use
         self.events = recorder_events
+        #: The latest snapshot of the own Node's labels.
+        self.node_labels = node_labels
+        #: Ownership records by ConfigMap key (mirrors ``<state_dir>/agent``).
+        self.records: dict[str, disk.Record] = {}
         #: Last status reported per ConfigMap key (Ready / Updating / Failed).
         self.status: dict[str, str] = {}
+
+    # --- records -------------------------------------------------------------------------
+
+    async def load_records(self) -> None:
+        found = await asyncio.to_thread(disk.load_records, self.state_dir)
+        self.records = {r.config_key: r for r in found}
+
+    async def _keep_record(self, record: disk.Record) -> None:
+        if self.records.get(record.config_key) != record:
+            await asyncio.to_thread(disk.save_record, self.state_dir, record)
+            self.records[record.config_key] = record
+
+    async def _drop_record(self, config_key: str) -> None:
+        if self.records.pop(config_key, None) is not None:
+            await asyncio.to_thread(disk.delete_record, self.state_dir, config_key)
+
+    def holds(self, ref: spec.ModelRef, node_labels: Mapping[str, str]) -> bool:
+        """Whether anything of the model may be on this node (entry, label, record)."""
+        return (
+            ref.configmap_key in self.status
+            or ref.configmap_key in self.records
+            or self.cm.knows(ref.configmap_key)
+            or self.node.knows(ref.label_key)
+            or ref.label_key in node_labels
+        )
 
     # --- reporting -----------------------------------------------------------------------
 
@@ -152,8 +182,19 @@ class Work:
             return
         updating_beside = complete
         target = disk.sibling(destination) if updating_beside else destination
-        await asyncio.to_thread(disk.save_record, self.state_dir, _record(model, owned=True))
-        if not updating_beside:
+        previous = self.records.get(ref.configmap_key)
+        moved_from = (
+            previous.path
+            if previous is not None and previous.owned and previous.path != model.path
+            else None
+        )
+        old_ready = moved_from is not None and await asyncio.to_thread(
+            _complete, pathlib.Path(moved_from), self.state_dir
+        )
+        if previous is None:
+            await self._keep_record(_record(model, owned=True))
+        quiet = updating_beside or old_ready
+        if not quiet:
             await self.publish(ref, report.UPDATING, progress=report.Progress(phase="scanning"))
         else:
             logger.info(
@@ -177,7 +218,7 @@ class Work:
             metrics_labels=metrics.ModelLabels(ref.kind, ref.namespace, ref.name),
             config_key=ref.configmap_key,
         )
-        callback = None if updating_beside else _progress_adapter(ctx.on_progress)
+        callback = None if quiet else _progress_adapter(ctx.on_progress)
         slot = ctx.download_slot() if ctx.download_slot else contextlib.nullcontext()
         async with slot:
             result = await pipeline.pull(
@@ -192,6 +233,16 @@ class Work:
             moved = await asyncio.to_thread(self._switch, target, destination, ref)
             config = moved if moved is not None else config
         await self._ready(model, config)
+        if moved_from is not None:
+            await self._remove_old_path(ref, moved_from, reserve=model.reserve)
+
+    async def _remove_old_path(self, ref: spec.ModelRef, path: str, *, reserve: bool) -> None:
+        """After a path change: the files at the old path go (unless kept)."""
+        if reserve or path in self._paths_in_use(ref):
+            logger.info("model %s: files at the old path %s kept", ref.configmap_key, path)
+            return
+        await asyncio.to_thread(self._delete_files, pathlib.Path(path))
+        logger.info("model %s: removed the old path %s", ref.configmap_key, path)
 
     def _switch(
         self, staged: pathlib.Path, destination: pathlib.Path, ref: spec.ModelRef
@@ -208,7 +259,7 @@ class Work:
         return config
 
     async def _ready(self, model: spec.ModelSpec, config: Mapping[str, Any] | None) -> None:
-        await asyncio.to_thread(disk.save_record, self.state_dir, _record(model, owned=True))
+        await self._keep_record(_record(model, owned=True))
         await self.publish(model.ref, report.READY, config=config)
         if self.config.write_spec and config:
             await self._write_back(model, config)
@@ -227,7 +278,7 @@ class Work:
             "parentPath": {model.ref.configmap_key: str(path)},
             "childrenPaths": [],
         }
-        await asyncio.to_thread(disk.save_record, self.state_dir, _record(model, owned=False))
+        await self._keep_record(_record(model, owned=False))
         await self.publish(model.ref, report.READY, config=config)
 
     async def _token(self, model: spec.ModelSpec) -> str | None:
@@ -262,19 +313,22 @@ class Work:
         ref: spec.ModelRef,
         *,
         model: spec.ModelSpec | None,
-        record: disk.Record | None,
+        record: disk.Record | None = None,
         why: str,
     ) -> None:
         """Remove files (unless kept), then the ConfigMap key and the label, always."""
+        record = record or self.records.get(ref.configmap_key)
         try:
             await self._remove_files(ref, model, record, why)
         finally:
             self.status.pop(ref.configmap_key, None)
             try:
-                await self.cm.write(ref.configmap_key, None)
+                if self.cm.knows(ref.configmap_key):
+                    await self.cm.write(ref.configmap_key, None)
             finally:
-                await self.node.set_label(ref.label_key, None)
-            await asyncio.to_thread(disk.delete_record, self.state_dir, ref.configmap_key)
+                if self.node.knows(ref.label_key) or ref.label_key in self.node_labels():
+                    await self.node.set_label(ref.label_key, None)
+            await self._drop_record(ref.configmap_key)
             logger.info("model %s removed from this node (%s)", ref.configmap_key, why)
             self._event(ref, "Deleted")
 
@@ -285,32 +339,36 @@ class Work:
         record: disk.Record | None,
         why: str,
     ) -> None:
-        if model is not None:
-            path, reserve = model.path, model.reserve
-            owned = model.scheme in ("hf", "oci") and (record is None or record.owned)
-            if record is None:
-                # Never started here: only leftovers of a download could exist.
-                owned = owned and await asyncio.to_thread(
-                    _has_agent_files, model.path, self.state_dir
-                )
-        elif record is not None:
-            path, reserve, owned = record.path, record.reserve, record.owned
-        else:
+        candidates: dict[str, bool] = {}  # path -> owned by the agent
+        if record is not None:
+            candidates[record.path] = record.owned
+        if model is not None and model.scheme in ("hf", "oci") and model.path not in candidates:
+            # Not recorded here: only leftovers of a download could be the agent's.
+            candidates[model.path] = await asyncio.to_thread(
+                _has_agent_files, model.path, self.state_dir
+            )
+        if model is not None and model.scheme not in ("hf", "oci"):
+            candidates = dict.fromkeys(candidates, False)  # local:// and vendor:// never
+        reserve = model.reserve if model is not None else bool(record and record.reserve)
+        in_use = self._paths_in_use(ref)
+        doomed = []
+        for path, owned in candidates.items():
+            if reserve or not owned or path in in_use:
+                logger.info("model %s: files at %s kept (%s)", ref.configmap_key, path, why)
+            else:
+                doomed.append(pathlib.Path(path))
+        if not doomed:
             return
-        if reserve or not owned:
-            logger.info("model %s: files at %s kept (%s)", ref.configmap_key, path, why)
-            return
-        if path in self._paths_in_use(ref):
-            logger.info("model %s: files at %s kept: another model uses the path", ref, path)
-            return
-        destination = pathlib.Path(path)
-        await asyncio.to_thread(self._delete_files, destination)
+        for destination in doomed:
+            await asyncio.to_thread(self._delete_files, destination)
         # A cancelled download may still have a file operation running in a worker thread
-        # (mkdir, a sidecar write): sweep once more after it had time to end.
+        # (mkdir, a sidecar write): sweep again after it had time to end.
         for _ in range(2):
             await asyncio.sleep(_SETTLE_SECONDS)
-            await asyncio.to_thread(self._delete_files, destination)
-        logger.info("model %s: removed files at %s", ref.configmap_key, path)
+            for destination in doomed:
+                await asyncio.to_thread(self._delete_files, destination)
+        for destination in doomed:
+            logger.info("model %s: removed files at %s", ref.configmap_key, destination)
 
     def _delete_files(self, destination: pathlib.Path) -> None:
         for target in (destination, disk.sibling(destination)):
@@ -319,6 +377,11 @@ class Work:
             if self.config.temp_dir:
                 temp = pathlib.Path(self.config.temp_dir)
                 staging.Staging(target, temp_dir=temp).remove()
+
+
+def _complete(destination: pathlib.Path, state_dir: pathlib.Path) -> bool:
+    stored = manifest.load(destination, state_dir=state_dir)
+    return stored is not None and manifest.matches_disk(stored)
 
 
 def _has_agent_files(path: str, state_dir: pathlib.Path) -> bool:

@@ -31,6 +31,7 @@ __all__ = [
     "identify",
     "is_deleting",
     "parse",
+    "placement_of",
 ]
 
 RESERVE_LABEL = "models.ome/reserve-model-artifact"
@@ -139,6 +140,22 @@ def identify(body: Mapping[str, Any]) -> ModelRef:
     return ModelRef(
         kind=kind, namespace=str(namespace), name=name, uid=str(metadata.get("uid") or "")
     )
+
+
+def placement_of(body: Mapping[str, Any]) -> selection.Selection | None:
+    """The selector fields of a body whose spec is otherwise invalid; None when they do not
+    parse either (such a model is reported Failed on every node). A pvc:// model selects no
+    node."""
+    spec = body.get("spec")
+    storage = spec.get("storage") if isinstance(spec, Mapping) else None
+    if not isinstance(storage, Mapping):
+        return None
+    if str(storage.get("storageUri", "")).startswith("pvc://"):
+        return selection.Selection(terms=())  # never ours, even when malformed
+    try:
+        return selection.parse(storage)
+    except errors.InvalidSpecError:
+        return None
 
 
 def is_deleting(body: Mapping[str, Any]) -> bool:

@@ -97,6 +97,10 @@ class ConfigMapWriter:
         """Values accepted by ``write`` that have not reached the API server yet."""
         return {k: v for k, v in self._desired.items() if self._written.get(k, "") != v}
 
+    def knows(self, key: str) -> bool:
+        """Whether this agent wrote (or is writing) a value for ``key``."""
+        return self._written.get(key) is not None or self._desired.get(key) is not None
+
     async def write(self, key: str, value: str | None) -> bool:
         """Set (or with None remove) one entry; False when it already had that value.
         Raises a RetryableError when every attempt failed; the value then stays pending

@@ -64,6 +64,10 @@ class NodeClient:
     def pending(self) -> dict[str, str | None]:
         return {k: v for k, v in self._desired.items() if self._written.get(k, "") != v}
 
+    def knows(self, key: str) -> bool:
+        """Whether this agent set (or is setting) ``key``."""
+        return self._written.get(key) is not None or self._desired.get(key) is not None
+
     async def set_label(self, key: str, value: str | None) -> None:
         """Set (None: remove) one label. Raises the last error when every attempt failed."""
         self._desired[key] = value

@@ -246,15 +246,21 @@ def test_conflicts_and_server_errors_on_patches_converge_without_losing_entries(
             "data": {"other-writer.key": "keep"},
         }
     )
-    with agent(kube_api, "node-a", hub, tmp_path):
+    with agent(kube_api, "node-a", hub, tmp_path) as a:
         kube_api.fail_next(6, method="PATCH", path_contains="configmaps", status=409)
         kube_api.fail_next(4, method="PATCH", path_contains="configmaps", status=500)
         kube_api.fail_next(3, method="PATCH", path_contains="/nodes/", status=409)
         kube_api.fail_next(2, method="PATCH", path_contains="/nodes/", status=500)
         for i in range(4):
             kube_api.create(model("BaseModel", f"c{i}", "hf://org/m"))
-        for i in range(4):
-            view.ready("node-a", f"default.basemodel.c{i}", f"models.ome.io/default.basemodel.c{i}")
+        try:
+            for i in range(4):
+                view.ready(
+                    "node-a", f"default.basemodel.c{i}", f"models.ome.io/default.basemodel.c{i}"
+                )
+        except TimeoutError:
+            state = (kube_api.get("configmaps", "node-a", "ome"), kube_api.get("nodes", "node-a"))
+            raise AssertionError((state, a.log_text()[-6000:])) from None
         kube_api.patch("configmaps", "node-a", {"data": {"other-writer.late": "also"}}, "ome")
         kube_api.delete("basemodels", "c0", "default")
         view.wait(lambda: view.entry("node-a", "default.basemodel.c0") is None)

@@ -416,3 +416,88 @@ async def test_state_changes_post_events_and_progress_reaches_the_entry(world, t
             {e["reason"] for e in world.kube.list("events", "default")} >= {"Downloading", "Ready"}
         )
     )
+
+
+async def test_an_invalid_spec_for_other_nodes_reports_nothing_here(world):
+    instance = await world.start()
+    world.create(instance, basemodel("elsewhere", "ftp://x/y", nodeSelector={"gpu": "a100"}))
+    world.create(instance, basemodel("here", "ftp://x/y", nodeSelector={"gpu": "h100"}))
+    await world.until(lambda: status_of(world, "default.basemodel.here") == "Failed")
+    assert world.entry("default.basemodel.elsewhere") is None
+
+
+async def test_a_delete_of_a_model_never_on_this_node_writes_nothing(world):
+    instance = await world.start()
+    stored = world.create(instance, basemodel("other", "hf://org/x", nodeSelector={"gpu": "x"}))
+    lane = instance.lanes[("BaseModel", "default", "other")]
+    await asyncio.wait({lane.driver}, timeout=10)
+    before = len(world.kube.requests)
+    world.kube.delete("basemodels", "other", "default")
+    instance.submit("DELETED", stored)
+    await asyncio.wait({lane.driver}, timeout=10)
+    writes = [
+        r
+        for r in world.kube.requests[before:]
+        if r.method == "PATCH" and ("configmaps" in r.path or "/nodes/" in r.path)
+    ]
+    assert writes == []
+    assert ("BaseModel", "default", "other") not in instance.lanes
+
+
+async def test_a_model_unselected_while_the_agent_was_down_is_removed_at_start(world, tmp_path):
+    world.hub.add_repo("org/a", model_files(tmp_path))
+    first = await world.start()
+    world.create(first, basemodel("moved", "hf://org/a", nodeSelector={"gpu": "h100"}))
+    key, label = "default.basemodel.moved", "models.ome.io/default.basemodel.moved"
+    await world.until(lambda: status_of(world, key) == "Ready" and world.label(label) == "Ready")
+    await first.stop()
+    world.kube.patch("nodes", NODE, {"metadata": {"labels": {"gpu": "a100"}}})
+    await world.start()
+    await world.until(lambda: world.entry(key) is None and world.label(label) is None)
+    await world.until(lambda: not (world.root / key).exists())
+
+
+async def test_a_spec_change_that_unselects_the_node_cancels_the_download(world, tmp_path):
+    files = model_files(tmp_path)
+    files["big.dat"] = b"u" * 2_000_000
+    world.hub.add_repo("org/s", files)
+    world.hub.faults.throttle(100_000)
+    instance = await world.start()
+    world.create(instance, basemodel("s", "hf://org/s"))
+    await world.until(lambda: world.hub.bytes_served() > 0)
+    world.kube.patch(
+        "basemodels", "s", {"spec": {"storage": {"nodeSelector": {"gpu": "a100"}}}}, "default"
+    )
+    instance.submit("MODIFIED", world.kube.get("basemodels", "s", "default"))
+    started = time.monotonic()
+    await world.until(lambda: world.entry("default.basemodel.s") is None, deadline=5)
+    assert time.monotonic() - started < 2.0
+    await world.until(lambda: not (world.root / "default.basemodel.s").exists(), deadline=5)
+
+
+async def test_a_new_path_downloads_while_the_old_one_stays_ready_then_the_old_goes(
+    world, tmp_path
+):
+    files = model_files(tmp_path)
+    files["big.dat"] = b"m" * 300_000
+    world.hub.add_repo("org/p", files)
+    instance = await world.start()
+    first, second = world.root / "first", world.root / "second"
+    world.create(instance, basemodel("p", "hf://org/p", path=str(first)))
+    key, label = "default.basemodel.p", "models.ome.io/default.basemodel.p"
+    await world.until(lambda: status_of(world, key) == "Ready" and world.label(label) == "Ready")
+    world.hub.faults.throttle(150_000)
+    served = world.hub.bytes_served()
+    world.kube.patch("basemodels", "p", {"spec": {"storage": {"path": str(second)}}}, "default")
+    instance.submit("MODIFIED", world.kube.get("basemodels", "p", "default"))
+    await world.until(lambda: world.hub.bytes_served() > served)
+    assert (first / "big.dat").is_file()
+    assert status_of(world, key) == "Ready" and world.label(label) == "Ready"
+    await world.until(
+        lambda: (
+            (world.entry(key) or {}).get("config", {}).get("artifact", {}).get("parentPath")
+            == {key: str(second)}
+        )
+    )
+    assert (second / "big.dat").stat().st_size == 300_000
+    await world.until(lambda: not first.exists())

@@ -167,3 +167,19 @@ def test_identity_survives_an_invalid_spec():
     ref = spec.identify(raw)
     assert ref.configmap_key == "default.basemodel.llama"
     assert str(ref) == "BaseModel default/llama"
+
+
+def test_the_selector_of_an_invalid_spec_still_decides_where_it_fails():
+    node = selection.Node(name="n", labels={"gpu": "h100"})
+    elsewhere = spec.placement_of(body(storageUri="ftp://x", nodeSelector={"gpu": "a100"}))
+    assert elsewhere is not None and not selection.matches(elsewhere, node)
+    here = spec.placement_of(body(storageUri="ftp://x", nodeSelector={"gpu": "h100"}))
+    assert here is not None and selection.matches(here, node)
+    assert spec.placement_of(body(storageUri="ftp://x", nodeSelector=["bad"])) is None
+    assert spec.placement_of({"kind": "BaseModel", "metadata": {"name": "x"}}) is None
+
+
+def test_a_malformed_pvc_model_selects_no_node():
+    placement = spec.placement_of(body(storageUri="pvc://"))
+    assert placement is not None
+    assert not selection.matches(placement, selection.Node(name="n", labels={}))
