@@ -106,8 +106,11 @@ class ConfigMapWriter:
         Raises a RetryableError when every attempt failed; the value then stays pending
         for ``flush``."""
         self._desired[key] = value
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        return await self._sync(key)
+
+    async def _sync(self, key: str) -> bool:
+        """Bring one entry to its newest wanted value (never an older one)."""
+        async with self._locks.setdefault(key, asyncio.Lock()):
             latest = self._desired[key]
             if key in self._written and self._written[key] == latest:
                 return False
@@ -121,9 +124,9 @@ class ConfigMapWriter:
 
     async def flush(self) -> int:
         """Write every pending value again; the number still pending afterwards."""
-        for key, value in list(self.pending.items()):
+        for key in list(self.pending):
             try:
-                await self.write(key, value)
+                await self._sync(key)
             except errors.AgentError as exc:
                 logger.warning("configmap update of %s still failing: %s", key, exc)
         return len(self.pending)
@@ -143,8 +146,9 @@ class ConfigMapWriter:
         repaired = 0
         for key, value in list(self.owned.items()):
             if data.get(key) != value and self._desired.get(key, value) == value:
+                self._desired[key] = value
                 self._written.pop(key, None)
-                await self.write(key, value)
+                await self._sync(key)
                 repaired += 1
         return repaired
 

@@ -71,6 +71,10 @@ class NodeClient:
     async def set_label(self, key: str, value: str | None) -> None:
         """Set (None: remove) one label. Raises the last error when every attempt failed."""
         self._desired[key] = value
+        await self._sync(key)
+
+    async def _sync(self, key: str) -> None:
+        """Bring one label to its newest wanted value (never an older one)."""
         async with self._locks.setdefault(key, asyncio.Lock()):
             latest = self._desired[key]
             if key in self._written and self._written[key] == latest:
@@ -91,7 +95,7 @@ class NodeClient:
         for key, value in list(self._written.items()):
             if value is not None and labels.get(key) != value and self._desired.get(key) == value:
                 self._written.pop(key, None)
-                await self.set_label(key, value)
+                await self._sync(key)
                 repaired += 1
         return repaired
 
@@ -100,9 +104,9 @@ class NodeClient:
         self._written.pop(key, None)
 
     async def flush(self) -> int:
-        for key, value in list(self.pending.items()):
+        for key in list(self.pending):
             try:
-                await self.set_label(key, value)
+                await self._sync(key)
             except errors.AgentError as exc:
                 logger.warning("node label %s still failing: %s", key, exc)
         return len(self.pending)
