@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from model_agent import agent as agent_module
-from model_agent import health, http, metrics
+from model_agent import errors, health, http, metrics
 from model_agent import settings as settings_module
 from model_agent.kube import client as kube_client
 
@@ -38,8 +38,16 @@ async def start_agent(memo: kopf.Memo, **_: Any) -> None:
     api = await kube_client.make_api_client()
     recorder = metrics.Metrics()
     agent = agent_module.Agent(config=config, api=api, recorder=recorder)
-    memo["api"], memo["metrics"], memo["agent"] = api, recorder, agent
-    await agent.start()
+    memo["api"], memo["metrics"] = api, recorder
+    try:
+        await agent.start()
+    except errors.AgentError as exc:
+        await agent.stop()
+        await api.close()
+        if exc.retryable:
+            raise kopf.TemporaryError(f"agent start failed: {exc}", delay=5) from exc
+        raise kopf.PermanentError(f"agent cannot start: {exc}") from exc
+    memo["agent"] = agent
     loop = health.LoopLagMonitor(on_sample=recorder.loop_lag_observed)
     loop.start()
     memo["loop_monitor"] = loop

@@ -366,3 +366,12 @@ def test_kopf_run_with_the_handlers_module_works_the_same(kube_api, hf_hub_in_th
             proc.kill()
             proc.wait(5)
     assert proc.returncode == 0, log_path.read_text()[-3000:]
+
+
+def test_an_agent_on_a_node_that_does_not_exist_exits_with_a_clear_error(kube_api, tmp_path):
+    proc = agent_process(kube_api, "no-such-node", workdir=tmp_path / "x", timeout=30)
+    with pytest.raises(RuntimeError) as failed:
+        proc.start()
+    message = str(failed.value)
+    assert "agent cannot start" in message and "no-such-node" in message
+    assert proc.returncode not in (0, None)
