@@ -283,7 +283,7 @@ def test_a_revision_update_keeps_the_old_files_until_the_new_ones_are_verified(
         kube_api.create(model("BaseModel", "u", f"hf://org/u@{old}"))
         view.ready("node-a", key, label)
         files = repo_files(tmp_path, "v2", max_position_embeddings=8192)
-        files["extra.dat"] = b"n" * 600_000
+        files["extra.dat"] = b"n" * 300_000
         new = hub.add_repo("org/u", files)
         hub.faults.throttle(200_000)
         kube_api.patch(
@@ -303,7 +303,7 @@ def test_a_revision_update_keeps_the_old_files_until_the_new_ones_are_verified(
         )
         config = json.loads((a.models_root / key / "config.json").read_text())
         assert config["max_position_embeddings"] == 8192
-        assert (a.models_root / key / "extra.dat").stat().st_size == 600_000
+        assert (a.models_root / key / "extra.dat").stat().st_size == 300_000
         assert view.label("node-a", label) == "Ready"
 
 
