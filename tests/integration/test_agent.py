@@ -7,7 +7,12 @@ leaves no files; a restart reports complete models Ready without any model bytes
 ever writing Updating; models deleted while the agent was down are cleaned up at start; an
 update downloads beside the Ready version and switches in one rename; a missing repository is
 Failed with a reason, and a fixed spec retries at once; the HF token comes from the Secret;
-reserved models and shared paths keep their files; pvc:// is never touched.
+reserved models and shared paths keep their files; pvc:// is never touched; spec write-back
+only with --write-spec, merge patch, empty fields only; removed entries, labels and ConfigMaps
+are put back; Events and throttled progress; invalid specs fail only where selected; deletes of
+models never here write nothing; a model unselected while the agent was down is removed at
+start; a spec change that unselects the node cancels its download; a path change keeps the old
+path Ready until the new one is placed; an OCI model downloads through the local object store.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ class Harness:
     def __init__(self, kube_api, kube_client, hub, root: pathlib.Path):
         self.kube, self.client, self.hub, self.root = kube_api, kube_client, hub, root
         self.agents: list[agent.Agent] = []
+        self.environ: dict[str, str] = {}
 
     def settings(self, **flags) -> settings.Settings:
         values = {
@@ -68,7 +74,7 @@ class Harness:
             "download_retry": "0",
         }
         values.update({k: str(v) for k, v in flags.items()})
-        return settings.resolve(values, {"HF_ENDPOINT": self.hub.endpoint})
+        return settings.resolve(values, {"HF_ENDPOINT": self.hub.endpoint, **self.environ})
 
     async def start(self, **kw) -> agent.Agent:
         options = {"retry_base": 0.05, "retry_max": 0.2, "failed_retry": 30.0}
@@ -501,3 +507,26 @@ async def test_a_new_path_downloads_while_the_old_one_stays_ready_then_the_old_g
     )
     assert (second / "big.dat").stat().st_size == 300_000
     await world.until(lambda: not first.exists())
+
+
+async def test_an_oci_model_downloads_through_the_agent(world, tmp_path, oci_store):
+    key_file = tmp_path / "oci_key.pem"
+    key_file.write_text(oci_store.config["key_content"])
+    key_file.chmod(0o600)
+    config_file = tmp_path / "oci_config"
+    config_file.write_text(
+        "[DEFAULT]\n"
+        + "".join(f"{k}={oci_store.config[k]}\n" for k in ("user", "fingerprint", "tenancy"))
+        + f"region={oci_store.config['region']}\nkey_file={key_file}\n"
+    )
+    world.environ["OCI_CONFIG_FILE"] = str(config_file)
+    for name, data in model_files(tmp_path).items():
+        oci_store.add_object("models", f"llama/{name}", data)
+    instance = await world.start()
+    uri = f"oci://n/{oci_store.namespace}/b/models/o/llama"
+    parameters = {"auth": "UserPrincipal", "endpoint": oci_store.endpoint}
+    world.create(instance, basemodel("o", uri, kind="ClusterBaseModel", parameters=parameters))
+    key = "clusterbasemodel.o"
+    await world.until(lambda: status_of(world, key) == "Ready")
+    assert world.entry(key)["config"]["modelType"] == "llama"
+    assert (world.root / key / "model.safetensors").is_file()
