@@ -323,45 +323,44 @@ class Agent:
 
     async def _failed(self, lane: Lane, work: str, failure: BaseException) -> None:
         ref = lane.ref
-        error = failure if isinstance(failure, errors.AgentError) else None
-        reason = error.reason if error is not None else "Error"
-        message = str(failure) or type(failure).__name__
-        self.last_error = f"{ref.configmap_key}: {reason}"
+        if work == SYNC:
+            lane.attempts += 1
+        verdict = agent_lanes.judge(
+            failure,
+            attempts=lane.attempts,
+            max_attempts=self.max_attempts if work == SYNC else 0,
+            delay=self._backoff(lane),
+            failed_retry=self.failed_retry,
+        )
+        self.last_error = f"{ref.configmap_key}: {verdict.reason}"
         if work == DELETE:
-            logger.error("model %s: delete Failed: %s (retrying)", ref.configmap_key, message)
+            logger.error("model %s: delete Failed: %s (retrying)", ref, verdict.message)
             self._schedule(lane, DELETE, self._backoff(lane))
             return
-        retryable = error.retryable if error is not None else True
-        lane.attempts += 1
-        if retryable and lane.attempts < self.max_attempts:
-            delay = self._backoff(lane)
-            retry_after = getattr(error, "retry_after", None)
-            if retry_after:
-                delay = max(delay, float(retry_after))
+        if not verdict.give_up:
             logger.warning(
                 "model %s: attempt %d failed (%s: %s); retrying in %.1f s",
                 ref.configmap_key,
                 lane.attempts,
-                reason,
-                message,
-                delay,
+                verdict.reason,
+                verdict.message,
+                verdict.retry_in,
             )
-            self._schedule(lane, SYNC, delay)
-            return
-        keep_ready = self.work.status.get(ref.configmap_key) == report.READY
-        try:
-            if keep_ready:
-                logger.error(
-                    "model %s: update Failed (%s: %s); the Ready version stays",
-                    ref.configmap_key,
-                    reason,
-                    message,
+        elif self.work.status.get(ref.configmap_key) == report.READY:
+            logger.error(
+                "model %s: update Failed (%s: %s); the Ready version stays",
+                ref.configmap_key,
+                verdict.reason,
+                verdict.message,
+            )
+        else:
+            try:
+                await self.work.publish(
+                    ref, report.FAILED, reason=verdict.reason, message=verdict.message
                 )
-            else:
-                await self.work.publish(ref, report.FAILED, reason=reason, message=message)
-        except errors.AgentError as exc:
-            logger.error("model %s: reporting Failed Failed: %s", ref.configmap_key, exc)
-        self._schedule(lane, SYNC, self.failed_retry)
+            except errors.AgentError as exc:
+                logger.error("model %s: reporting Failed Failed: %s", ref.configmap_key, exc)
+        self._schedule(lane, SYNC, verdict.retry_in)
 
     def _backoff(self, lane: Lane) -> float:
         return agent_lanes.backoff(lane.attempts, base=self.retry_base, cap=self.retry_max)

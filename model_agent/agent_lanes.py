@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from model_agent import errors, metrics, report, selection, spec
 
-__all__ = ["DELETE", "SYNC", "DownloadSlots", "Lane", "ShapeCache", "backoff"]
+__all__ = ["DELETE", "SYNC", "DownloadSlots", "Lane", "ShapeCache", "Verdict", "backoff", "judge"]
 
 SYNC, DELETE = "sync", "delete"
 
@@ -69,6 +69,37 @@ class DownloadSlots:
         if self._metrics is not None:
             self._metrics.task_queue_depth.set(self.waiting)
             self._metrics.active_workers.set(self.active)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What to do after a failed attempt."""
+
+    reason: str
+    message: str
+    give_up: bool  # report Failed (then retry after the long backoff)
+    retry_in: float
+
+
+def judge(
+    failure: BaseException,
+    *,
+    attempts: int,
+    max_attempts: int,
+    delay: float,
+    failed_retry: float,
+) -> Verdict:
+    """Retryable failures (and unexpected exceptions) retry after ``delay`` (or the
+    Retry-After the remote side asked for, when longer) until ``max_attempts``; a permanent
+    error, or the last attempt, gives up and retries after ``failed_retry``."""
+    error = failure if isinstance(failure, errors.AgentError) else None
+    reason = error.reason if error is not None else "Error"
+    message = str(failure) or type(failure).__name__
+    retryable = error.retryable if error is not None else True
+    if retryable and attempts < max_attempts:
+        retry_after = getattr(error, "retry_after", None)
+        return Verdict(reason, message, False, max(delay, float(retry_after or 0)))
+    return Verdict(reason, message, True, failed_retry)
 
 
 def backoff(attempts: int, *, base: float, cap: float) -> float:
