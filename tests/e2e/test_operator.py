@@ -9,7 +9,8 @@ during a download cancels it within 2 s and leaves no files; a restart with 3 Re
 the hub for no model bytes and the labels never leave Ready; 409s and 500s on ConfigMap and
 Node patches converge without losing entries (another writer's keys included); an update of
 the revision keeps the old files until the new ones are verified; SIGTERM stops the agent
-within 15 s; ``kopf run -m handlers --standalone -A`` runs the same operator.
+within 15 s during a download, places nothing half-written, and the restarted agent resumes;
+``kopf run -m handlers --standalone -A`` runs the same operator.
 """
 
 from __future__ import annotations
@@ -314,17 +315,25 @@ def test_sigterm_stops_the_agent_within_fifteen_seconds_during_a_download(
     files = repo_files(tmp_path)
     files["big.dat"] = b"q" * 2_000_000
     hub.add_repo("org/slow", files)
-    hub.faults.throttle(50_000)
+    hub.faults.throttle(400_000)
     kube_api.add_node("node-a")
     with agent(kube_api, "node-a", hub, tmp_path) as a:
         kube_api.create(model("BaseModel", "slow", "hf://org/slow"))
-        View(kube_api).wait(lambda: hub.bytes_served("*big.dat") > 0)
+        View(kube_api).wait(lambda: hub.bytes_served("*big.dat") > 800_000)
         started = time.monotonic()
         code, log = a.stop()
         assert time.monotonic() - started < 15.0
         assert code == 0, log[-3000:]
         destination = a.models_root / "default.basemodel.slow"
         assert not (destination / "big.dat").exists()  # nothing half-placed
+    # the restarted agent resumes: it asks only for the bytes it does not have yet
+    first_run = hub.bytes_served("*big.dat")
+    hub.faults.throttle(None)
+    view = View(kube_api)
+    with agent(kube_api, "node-a", hub, tmp_path):
+        view.ready("node-a", "default.basemodel.slow", "models.ome.io/default.basemodel.slow")
+    assert (destination / "big.dat").stat().st_size == 2_000_000
+    assert hub.bytes_served("*big.dat") - first_run < 2_000_000
 
 
 def test_kopf_run_with_the_handlers_module_works_the_same(kube_api, hf_hub_in_thread, tmp_path):
