@@ -10,7 +10,8 @@ the hub for no model bytes and the labels never leave Ready; 409s and 500s on Co
 Node patches converge without losing entries (another writer's keys included); an update of
 the revision keeps the old files until the new ones are verified; SIGTERM stops the agent
 within 15 s during a download, places nothing half-written, and the restarted agent resumes;
-``kopf run -m handlers --standalone -A`` runs the same operator.
+``kopf run -m handlers --standalone -A`` runs the same operator; an agent whose Node does not
+exist exits with a clear error.
 """
 
 from __future__ import annotations
