@@ -4,7 +4,8 @@ and the local hub.
 Aspects: a BaseModel selected by nodeSelector downloads and its ConfigMap key becomes Ready
 with the analysis config and its node label Ready; a ClusterBaseModel not selected gets
 nothing until the Node's labels change; deleting removes files, label and key; the agent never
-writes a model CR; two agents on one API server keep their own ConfigMap and labels; a delete
+writes a model CR; /healthz, /readyz, /livez and /metrics answer on --port; two agents on
+one API server keep their own ConfigMap and labels; a delete
 during a download cancels it within 2 s and leaves no files; a restart with 3 Ready models asks
 the hub for no model bytes and the labels never leave Ready; 409s and 500s on ConfigMap and
 Node patches converge without losing entries (another writer's keys included); an update of
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -147,6 +149,15 @@ def test_selection_download_ready_relabel_and_delete_through_the_real_process(
         view.wait(lambda: view.entry("node-a", key) is None and view.label("node-a", label) is None)
         view.wait(lambda: not files.exists())
         assert cr_writes(kube_api) == []
+        for path in ("/healthz", "/readyz", "/livez"):
+            with urllib.request.urlopen(a.health_url + path, timeout=10) as answer:
+                assert answer.status == 200, path
+        with urllib.request.urlopen(a.health_url + "/metrics", timeout=10) as answer:
+            exposition = answer.read().decode()
+        assert 'model_agent_configmap_operations_total{operation="update",result="success"}' in (
+            exposition
+        )
+        assert "model_agent_downloads_success_total" in exposition
         code, log = a.stop()
         assert code == 0, log
         assert "configmap update" in log
