@@ -104,6 +104,7 @@ class Agent:
         self._started = False
         self._stop_event = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
+        self._progress_writes: set[asyncio.Task[None]] = set()
         self._shapes = agent_lanes.ShapeCache(config.instance_type_map)
         self.last_success: datetime.datetime | None = None
         self.last_error: str | None = None
@@ -176,7 +177,7 @@ class Agent:
         """Cancel every task (downloads keep their partial files for resume)."""
         self._stopping = True
         self._stop_event.set()
-        tasks: list[asyncio.Task[Any]] = list(self._background)
+        tasks: list[asyncio.Task[Any]] = [*self._background, *self._progress_writes]
         for lane in self.lanes.values():
             if lane.retry is not None:
                 lane.retry.cancel()
@@ -383,12 +384,15 @@ class Agent:
             return
         lane.progress_written = now
         task = asyncio.get_running_loop().create_task(self._write_progress(lane, progress))
-        task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+        self._progress_writes.add(task)
+        task.add_done_callback(self._progress_writes.discard)
 
     async def _write_progress(self, lane: Lane, progress: report.Progress) -> None:
         if lane.running == SYNC:
-            with contextlib.suppress(errors.AgentError):
+            try:
                 await self.work.progress(lane.ref, progress)
+            except errors.AgentError as exc:  # the next progress write or the result follows
+                logger.debug("progress write for %s failed: %s", lane.ref, exc)
 
     # --- node ----------------------------------------------------------------------------
 
