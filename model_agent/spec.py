@@ -244,8 +244,11 @@ def parse(body: Mapping[str, Any], *, models_root_dir: str) -> ModelSpec:
         )
     path, explicit = _destination(storage, ref, models_root_dir)
     metadata = body.get("metadata") or {}
-    labels = _string_map(metadata.get("labels"), "metadata.labels", limit=1024)
-    annotations = _string_map(metadata.get("annotations"), "metadata.annotations", limit=1024)
+    # Only the two keys the agent reads: other labels and annotations (kubectl's
+    # last-applied-configuration can be large) are none of its business.
+    raw_labels, raw_annotations = metadata.get("labels"), metadata.get("annotations")
+    labels: Mapping[str, Any] = raw_labels if isinstance(raw_labels, Mapping) else {}
+    annotations: Mapping[str, Any] = raw_annotations if isinstance(raw_annotations, Mapping) else {}
     model_format = spec.get("modelFormat")
     format_name = model_format.get("name") if isinstance(model_format, Mapping) else None
     extra = spec.get("additionalMetadata")
@@ -262,7 +265,7 @@ def parse(body: Mapping[str, Any], *, models_root_dir: str) -> ModelSpec:
         download_policy=str(policy),
         model_format=str(format_name) if format_name else None,
         serving=str(kind) == "Serving",
-        analyse=annotations.get(SKIP_PARSING_ANNOTATION, "").lower() != "true",
-        reserve=labels.get(RESERVE_LABEL, "").lower() == "true",
+        analyse=str(annotations.get(SKIP_PARSING_ANNOTATION, "")).lower() != "true",
+        reserve=str(labels.get(RESERVE_LABEL, "")).lower() == "true",
         spec=spec,
     )

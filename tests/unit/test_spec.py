@@ -183,3 +183,13 @@ def test_a_malformed_pvc_model_selects_no_node():
     placement = spec.placement_of(body(storageUri="pvc://"))
     assert placement is not None
     assert not selection.matches(placement, selection.Node(name="n", labels={}))
+
+
+def test_large_unrelated_annotations_do_not_invalidate_a_spec():
+    raw = body()
+    raw["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": "x" * 100_000
+    }
+    raw["metadata"]["labels"] = {f"team-{i}": "a" for i in range(2000)}
+    parsed = spec.parse(raw, models_root_dir=ROOT)
+    assert parsed.analyse and not parsed.reserve
