@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = _settings_from(args)
-        logs.configure(level=config.log_level, fmt=config.log_format)
+        logs.configure(level=config.log_level, fmt=config.log_format, node=config.node_name)
         if args.command == "run":
             from model_agent import cli_run
 
