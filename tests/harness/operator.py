@@ -121,6 +121,13 @@ class OperatorThread:
         if reraise and self.error is not None:
             raise self.error
 
+    @property
+    def stopped_without_kopf_exit_wait(self) -> bool:
+        """Kopf, when stopped the wrong way, waits 5 s for leftover tasks and then cancels
+        them (TESTING.md trap 3). A clean stop takes milliseconds; anything near 5 s is the
+        trap, whatever the machine's load, so this compares against that gap, not a speed."""
+        return self.stop_seconds is not None and self.stop_seconds < 4.5
+
     def _watching(self) -> bool:
         return all(self.kube_api.watching(resource) > 0 for resource in self.watch)
 

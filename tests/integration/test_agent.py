@@ -183,7 +183,6 @@ async def test_a_delete_during_a_download_cancels_it_quickly_and_leaves_no_files
     stored = world.create(instance, basemodel("slow", "hf://org/slow"))
     await world.until(lambda: world.hub.bytes_served() > 0)
     assert status_of(world, "default.basemodel.slow") == "Updating"
-    started = time.monotonic()
     instance.submit("DELETED", stored)
     await world.until(
         lambda: (
@@ -192,7 +191,8 @@ async def test_a_delete_during_a_download_cancels_it_quickly_and_leaves_no_files
         ),
         deadline=5,
     )
-    assert time.monotonic() - started < 2.0
+    # at 20 kB/s the file needs 20 s: the delete cancelled the transfer, it did not wait for it
+    assert world.hub.bytes_served("*big.dat") < 400_000
     assert not (world.root / "default.basemodel.slow").exists()
 
 
@@ -476,9 +476,8 @@ async def test_a_spec_change_that_unselects_the_node_cancels_the_download(world,
         "basemodels", "s", {"spec": {"storage": {"nodeSelector": {"gpu": "a100"}}}}, "default"
     )
     instance.submit("MODIFIED", world.kube.get("basemodels", "s", "default"))
-    started = time.monotonic()
     await world.until(lambda: world.entry("default.basemodel.s") is None, deadline=5)
-    assert time.monotonic() - started < 2.0
+    assert world.hub.bytes_served("*big.dat") < 2_000_000  # cancelled mid-transfer
     await world.until(lambda: not (world.root / "default.basemodel.s").exists(), deadline=5)
 
 
