@@ -1,0 +1,1 @@
+"""Fault suite: the whole agent under storage, API, disk, input and crash faults."""
