@@ -13,12 +13,21 @@ signer may refresh credentials. Backends never read or write local files.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
+import time
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 from model_agent import checksums
 
-__all__ = ["Backend", "HTTPRequest", "Plan", "RemoteFile", "range_header"]
+__all__ = [
+    "Backend",
+    "HTTPRequest",
+    "Plan",
+    "RemoteFile",
+    "range_header",
+    "retry_after_seconds",
+]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -72,6 +81,21 @@ def range_header(start: int, end: int) -> str:
     if not 0 <= start < end:
         raise ValueError(f"empty or invalid byte range [{start}, {end})")
     return f"bytes={start}-{end - 1}"
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 @runtime_checkable

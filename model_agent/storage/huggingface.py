@@ -75,9 +75,7 @@ def map_error(exc: Exception, *, uri: str, revision: str, has_token: bool) -> er
         if status == 404 or isinstance(exc, hf_errors.RepositoryNotFoundError):
             return errors.NotFoundError(f"repository {uri} not found (404)")
         if status == 429:
-            from model_agent.download import engine
-
-            wait = engine.retry_after_seconds(headers.get("Retry-After"))
+            wait = base.retry_after_seconds(headers.get("Retry-After"))
             return errors.RateLimitedError(
                 f"rate limited (429) by the Hub for {uri}", retry_after=wait
             )

@@ -82,9 +82,7 @@ def map_error(exc: Exception, *, what: str, mode: str) -> errors.AgentError:
         if status == 403:
             return errors.AuthError(f"{what}: {mode} credentials lack access (403 {code})")
         if status == 429:
-            from model_agent.download import engine
-
-            wait = engine.retry_after_seconds(headers.get("retry-after"))
+            wait = base.retry_after_seconds(headers.get("retry-after"))
             return errors.RateLimitedError(f"{what}: rate limited (429)", retry_after=wait)
         if status >= 500 or status == 0:
             return errors.ServerError(f"{what}: OCI server error {status} {code}".rstrip())
