@@ -13,23 +13,9 @@ import pytest
 from prometheus_client import parser
 
 from tests.e2e.test_operator import View, agent, model, repo_files
+from tests.unit.test_metrics import CONTRACT_NAMES
 
 pytestmark = pytest.mark.timeout(240)
-
-CONTRACT = (
-    "model_agent_downloads_success_total",
-    "model_agent_downloads_failed_total",
-    "model_agent_verifications_total",
-    "model_agent_md5_checksum_failed_total",
-    "model_agent_rate_limit_total",
-    "model_agent_download_duration_seconds",
-    "model_agent_verification_duration_seconds",
-    "model_agent_download_bytes_total",
-    "model_agent_rate_limit_wait_seconds",
-    "model_agent_active_workers",
-    "model_agent_task_queue_depth",
-    "model_agent_configmap_operations_total",
-)
 
 
 def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -62,7 +48,7 @@ def test_every_contract_metric_is_exported_with_labels_after_real_work(
         view.wait(lambda: view.status("node-a", "default.basemodel.missing") == "Failed")
         samples = scrape(a.health_url)
 
-    for name in CONTRACT:
+    for name in CONTRACT_NAMES:
         base = [s for s in samples if s == name or s.startswith(name + "_")]
         assert base, f"{name} is not exported"
     good = {"model_type": "BaseModel", "namespace": "default", "name": "good"}
