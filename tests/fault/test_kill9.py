@@ -29,6 +29,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 KILLS = 10
 RATE = 160_000  # bytes per second, shared by every transfer of the store
 NODE = "node-a"
+ARGS = (
+    "--config-map-sync-interval", "0.5", "--multipart-threshold", "256Ki",
+    "--stall-timeout", "10s", "--download-retry", "5",
+)  # fmt: skip
 
 
 def source_files(tmp_path: pathlib.Path, name: str) -> dict[str, bytes]:
@@ -41,10 +45,7 @@ def start(kube_api: FakeKube, workdir: pathlib.Path, env: dict[str, str]) -> Age
     return agent_process(
         kube_api,
         NODE,
-        args=(
-            "--config-map-sync-interval", "0.5", "--multipart-threshold", "256Ki",
-            "--stall-timeout", "10s", "--download-retry", "5",
-        ),  # fmt: skip
+        args=ARGS,
         env=env,
         workdir=workdir,
         timeout=60,
@@ -88,7 +89,8 @@ def kill_and_resume(
         process = start(kube_api, workdir, env)
         at_start = store.bytes_served()
         target = max(point, at_start + total / 100)
-        wait_until(lambda: store.bytes_served() >= target, f"kill {number} at {target}", process)
+        reached = lambda target=target: store.bytes_served() >= target  # noqa: E731
+        wait_until(reached, f"kill {number} at {target}", process)
         kill9(process)
         assert process.returncode == -signal.SIGKILL, process.log[-3000:]
         bad = support.corrupt_final_files(destination, source)
