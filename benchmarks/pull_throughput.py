@@ -1,18 +1,33 @@
-"""Throughput and memory of `model-agent pull` next to curl and huggingface_hub, in one run.
+"""Throughput, CPU and memory of `model-agent pull` next to plain downloaders, in one run.
 
-Serves a generated model (valid safetensors shards plus config.json) from the local hub
-(tests/harness/hub.py) in a thread of this process, then downloads the same files three ways,
-each in its own subprocess, one after the other:
+Generates a model (valid safetensors shards plus config.json) and serves it two ways:
 
-- ``curl``: one process, the files one after another (-L follows the CDN redirect); unverified;
+- ``--backend hf`` (default): the local hub (tests/harness/hub.py, a thread of this process)
+  answers the API and the ``resolve`` redirects; the file bytes come from a static CDN. With
+  ``--cdn nginx`` (default when ``nginx`` is installed) that CDN is nginx (sendfile, Range),
+  so every tool fetches from the same fast server and the Python hub is not the bottleneck;
+  ``--cdn hub`` uses the hub's own Python CDN.
+- ``--backend oci``: the local Object Storage (tests/harness/objectstore.py, Python, in a
+  thread); requests are signed, so only the oci SDK and pull can fetch from it.
+
+Tools (each in its own subprocess, one after the other, destination deleted in between):
+
+- ``curl``: one process, the files one after another (``-L`` follows the redirect); unverified;
+- ``aria2c``: 4 files at once, 4 ranged connections per file; unverified;
+- ``aria2c-sha256``: the same with ``checksum=sha-256=...`` per file (aria2c hashes each file
+  after it finished);
 - ``snapshot_download``: huggingface_hub's default parallel download; unverified;
-- ``model-agent pull``: ranged parallel parts, every file verified (sha256), fsynced, renamed,
-  then analysed.
+- ``oci-sdk``: ``ObjectStorageClient.get_object`` streamed to files, 4 files at once; unverified;
+- ``pull``: model-agent (ranged parallel parts, sha256/md5 of every byte hashed while it
+  downloads, fsync, rename, analysis);
+- ``pull-unverified``: the same with the digest step replaced by "accept" (benchmark-only
+  wrapper ``_pull_unverified.py``), to measure what verification costs.
 
-Each tool's peak RSS is its own ``ru_maxrss`` (read by a small wrapper process around it). The
-destination of each run is deleted before the next. Prints a markdown table.
+Each tool's elapsed time, CPU seconds (user+system, its whole process tree) and peak RSS
+(``ru_maxrss``) are read by a small wrapper process around it. ``--sweep 1,2,4,8`` also runs
+pull and aria2c at each per-file connection count and plots MB/s against it (``--plot``).
 
-    .venv/bin/python benchmarks/pull_throughput.py --shards 4 --shard-size 1GiB
+    .venv/bin/python benchmarks/pull_throughput.py --shards 4 --shard-size 1GiB --repeat 2
 """
 
 from __future__ import annotations
@@ -22,28 +37,71 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model_agent import settings  # noqa: E402
-from tests.harness import hub  # noqa: E402
+from tests.harness import hub, objectstore  # noqa: E402
 
 REPO = "bench/model"
+BUCKET, PREFIX = "models", "bench"
 _BLOCK = 16 * 1024**2
+HF_TOOLS = ("curl", "aria2c", "aria2c-sha256", "snapshot_download", "pull-unverified", "pull")
+OCI_TOOLS = ("oci-sdk", "pull-unverified", "pull")
 
 _WRAPPER = """
 import resource, subprocess, sys, time
 started = time.monotonic()
 code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
 elapsed = time.monotonic() - started
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(f"{code} {elapsed} {peak}")
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{code} {elapsed} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+"""
+
+_OCI_SDK = """
+import concurrent.futures, json, os, sys, oci
+spec = json.loads(sys.argv[1])
+client = oci.object_storage.ObjectStorageClient(spec["config"], service_endpoint=spec["endpoint"])
+def get(name):
+    response = client.get_object(spec["namespace"], spec["bucket"], name)
+    path = os.path.join(spec["dest"], name.rsplit("/", 1)[-1])
+    with open(path, "wb") as out:
+        for chunk in response.data.raw.stream(1024 * 1024, decode_content=False):
+            out.write(chunk)
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    list(pool.map(get, spec["names"]))
+"""
+
+_NGINX_CONF = """
+daemon off;
+master_process on;
+user root;
+worker_processes 2;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    types {{ }}
+    default_type application/octet-stream;
+    server {{
+        listen {host}:{port};
+        root {work}/cdn;
+        location / {{ }}
+    }}
+}}
 """
 
 
@@ -79,98 +137,381 @@ def make_model(directory: pathlib.Path, shards: int, shard_size: int) -> dict[st
     return {p.name: p for p in sorted(directory.iterdir())}
 
 
-def measure(args: list[str], env: dict[str, str]) -> tuple[int, float, int]:
+def measure(args: Sequence[str], env: dict[str, str]) -> tuple[int, float, int, float]:
+    """(exit code, seconds, peak RSS bytes, CPU seconds) of ``args`` and its children."""
     out = subprocess.run(
         [sys.executable, "-c", _WRAPPER, *args], capture_output=True, text=True, env=env, check=True
     )
-    code, elapsed, peak_kib = out.stdout.split()
-    return int(code), float(elapsed), int(peak_kib) * 1024
+    code, elapsed, peak_kib, cpu = out.stdout.split()
+    return int(code), float(elapsed), int(peak_kib) * 1024, float(cpu)
+
+
+@contextmanager
+def nginx_cdn(
+    work: pathlib.Path, server: hub.LocalHub, files: dict[str, pathlib.Path]
+) -> Iterator[str]:
+    """nginx on 127.0.0.2 serving the repo's files at the paths the hub's CDN URLs name."""
+    from tests.harness import operator
+
+    commit = server.commit_of(REPO)
+    target = work / "cdn" / "repos" / REPO / commit
+    target.mkdir(parents=True)
+    for name, path in files.items():
+        os.link(path, target / name)
+    port = operator.free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(_NGINX_CONF.format(work=work, host=hub.CDN_HOST, port=port))
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)], stderr=subprocess.PIPE)
+    url = f"http://{hub.CDN_HOST}:{port}"
+    deadline = time.monotonic() + 10
+    probe = f"{url}/repos/{REPO}/{commit}/config.json"
+    while subprocess.run(["curl", "-sf", "-o", "/dev/null", probe]).returncode != 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"nginx did not start: {proc.communicate()[1].decode()}")
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def hf_commands(
+    server: hub.LocalHub, files: dict[str, pathlib.Path], work: pathlib.Path, conns: int
+) -> dict[str, list[str]]:
+    dest = work / "dest"
+    urls = {name: f"{server.endpoint}/{REPO}/resolve/main/{name}" for name in files}
+    curl = ["curl", "-sS", "-L", "--fail"]
+    for name, url in urls.items():
+        curl += ["-o", str(dest / name), url]
+    plain, checked = work / "aria2-plain.txt", work / "aria2-sha256.txt"
+    plain.write_text("".join(f"{url}\n  out={name}\n" for name, url in urls.items()))
+    checked.write_text(
+        "".join(
+            f"{url}\n  out={name}\n  checksum=sha-256={server.file(REPO, name).sha256}\n"
+            for name, url in urls.items()
+        )
+    )
+    aria = [
+        "aria2c",
+        "-q",
+        "-j",
+        "4",
+        "-x",
+        str(conns),
+        "-s",
+        str(conns),
+        "-k",
+        "16M",
+        "--file-allocation=none",
+        "--allow-overwrite=true",
+        "--auto-file-renaming=false",
+        "--check-integrity=true",
+        "-d",
+        str(dest),
+    ]
+    snapshot = [
+        sys.executable,
+        "-c",
+        "import sys; from huggingface_hub import snapshot_download; "
+        "snapshot_download(sys.argv[1], local_dir=sys.argv[2], endpoint=sys.argv[3])",
+        REPO,
+        str(dest),
+        server.endpoint,
+    ]
+    pull_args = [
+        "pull",
+        f"hf://{REPO}",
+        "--path",
+        str(dest),
+        "--param",
+        f"endpoint={server.endpoint}",
+        "--log-level",
+        "warning",
+        "--multipart-concurrency",
+        str(conns),
+    ]
+    return {
+        "curl": curl,
+        "aria2c": [*aria, "-i", str(plain)],
+        "aria2c-sha256": [*aria, "-i", str(checked)],
+        "snapshot_download": snapshot,
+        "pull": [sys.executable, "-m", "model_agent.cli", *pull_args],
+        "pull-unverified": [
+            sys.executable,
+            str(ROOT / "benchmarks" / "_pull_unverified.py"),
+            *pull_args,
+        ],
+    }
+
+
+def oci_commands(
+    store: objectstore.LocalObjectStore,
+    files: dict[str, pathlib.Path],
+    work: pathlib.Path,
+    conns: int,
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    dest = work / "dest"
+    key_file = work / "oci_key.pem"
+    key_file.write_text(store.config["key_content"])
+    key_file.chmod(0o600)
+    config_file = work / "oci_config"
+    config_file.write_text(
+        "[DEFAULT]\n"
+        + "".join(f"{k}={store.config[k]}\n" for k in ("user", "fingerprint", "tenancy", "region"))
+        + f"key_file={key_file}\n"
+    )
+    spec = {
+        "config": {k: v for k, v in store.config.items()},
+        "endpoint": store.endpoint,
+        "namespace": store.namespace,
+        "bucket": BUCKET,
+        "dest": str(dest),
+        "names": [f"{PREFIX}/{name}" for name in files],
+    }
+    pull_args = [
+        "pull",
+        f"oci://n/{store.namespace}/b/{BUCKET}/o/{PREFIX}",
+        "--path",
+        str(dest),
+        "--param",
+        "auth=UserPrincipal",
+        "--param",
+        f"endpoint={store.endpoint}",
+        "--log-level",
+        "warning",
+        "--multipart-concurrency",
+        str(conns),
+    ]
+    commands = {
+        "oci-sdk": [sys.executable, "-c", _OCI_SDK, json.dumps(spec)],
+        "pull": [sys.executable, "-m", "model_agent.cli", *pull_args],
+        "pull-unverified": [
+            sys.executable,
+            str(ROOT / "benchmarks" / "_pull_unverified.py"),
+            *pull_args,
+        ],
+    }
+    return commands, {"OCI_CONFIG_FILE": str(config_file)}
+
+
+Result = tuple[float, int, float]  # seconds, peak RSS bytes, CPU seconds
+
+
+def run_tool(
+    label: str,
+    command: list[str],
+    env: dict[str, str],
+    work: pathlib.Path,
+    files: dict[str, pathlib.Path],
+) -> Result:
+    dest = work / "dest"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.rmtree(work / "state", ignore_errors=True)
+    dest.mkdir(parents=True)
+    code, elapsed, peak, cpu = measure(command, env)
+    if code != 0:
+        raise SystemExit(f"{label} failed with exit code {code}")
+    for name, source in files.items():
+        got = (dest / name).stat().st_size if (dest / name).exists() else -1
+        if got != source.stat().st_size:
+            raise SystemExit(f"{label}: {name} has {got} bytes, expected {source.stat().st_size}")
+    print(
+        f"{label}: {elapsed:.2f}s, CPU {cpu:.2f}s, peak RSS {peak / 2**20:.0f} MiB",
+        file=sys.stderr,
+        flush=True,
+    )
+    return elapsed, peak, cpu
+
+
+def run_all(
+    commands: dict[str, list[str]],
+    tools: Sequence[str],
+    env: dict[str, str],
+    work: pathlib.Path,
+    files: dict[str, pathlib.Path],
+    repeat: int,
+) -> dict[str, list[Result]]:
+    results: dict[str, list[Result]] = {label: [] for label in tools}
+    for _ in range(repeat):
+        for label in tools:
+            results[label].append(run_tool(label, commands[label], env, work, files))
+    shutil.rmtree(work / "dest", ignore_errors=True)
+    return results
+
+
+def print_table(results: dict[str, list[Result]], total: int, reference: str) -> None:
+    best = {label: min(runs) for label, runs in results.items()}
+    ref_rate = total / best[reference][0]
+    snap = best.get("snapshot_download")
+    print(
+        f"| tool | verified | best s | MB/s (best) | MB/s (all runs) | vs {reference} | "
+        + ("vs snapshot_download | " if snap else "")
+        + "CPU s/GB | peak RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|" + ("---|" if snap else "") + "---|---|")
+    for label, runs in results.items():
+        elapsed, _, cpu = best[label]
+        rate = total / elapsed
+        spread = ", ".join(f"{total / r[0] / 1e6:.0f}" for r in runs)
+        verified = {"pull": "yes, every byte", "aria2c-sha256": "yes, after download"}.get(
+            label, "no"
+        )
+        cells = [
+            label,
+            verified,
+            f"{elapsed:.2f}",
+            f"{rate / 1e6:.0f}",
+            spread,
+            f"{rate / ref_rate:.2f}x",
+        ]
+        if snap:
+            cells.append(f"{rate / (total / snap[0]):.2f}x")
+        cells += [f"{cpu / (total / 1e9):.2f}", f"{max(r[1] for r in runs) / 2**20:.0f}"]
+        print("| " + " | ".join(cells) + " |")
+    if "pull" in best and "pull-unverified" in best:
+        ratio = best["pull-unverified"][0] / best["pull"][0]
+        print(f"\nverified/unverified throughput (best of each): {ratio:.2f}")
+
+
+def plot(sweep: dict[str, dict[int, float]], path: pathlib.Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(6, 3.6), dpi=100)
+    for label, points in sweep.items():
+        xs = sorted(points)
+        axes.plot(xs, [points[x] for x in xs], marker="o", label=label)
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel("ranged connections per file (4 files at once)")
+    axes.set_ylabel("MB/s (best run)")
+    axes.set_title(title, fontsize=9)
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    print(f"plot written to {path}", file=sys.stderr)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", choices=("hf", "oci"), default="hf")
+    parser.add_argument(
+        "--cdn",
+        choices=("nginx", "hub"),
+        default=None,
+        help="who serves the HF file bytes (default: nginx when installed)",
+    )
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--shard-size", default="1GiB", help="bytes per shard (e.g. 256MiB)")
     parser.add_argument("--workdir", default=None, help="scratch directory (default: /tmp)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool (best is kept)")
+    parser.add_argument("--tools", default=None, help="comma-separated subset of the tools")
+    parser.add_argument(
+        "--connections", type=int, default=4, help="ranged connections per file for pull and aria2c"
+    )
+    parser.add_argument("--sweep", default=None, help="connection counts to sweep, e.g. 1,2,4,8")
+    parser.add_argument(
+        "--plot", default=str(ROOT / "benchmarks" / "throughput_vs_concurrency.png")
+    )
     options = parser.parse_args()
     shard_size = settings.parse_size(options.shard_size)
+    cdn = options.cdn or ("nginx" if shutil.which("nginx") else "hub")
     work = pathlib.Path(tempfile.mkdtemp(prefix="pull-bench-", dir=options.workdir))
-    free = shutil.disk_usage(work).free
-    if free < 2.5 * options.shards * shard_size:
-        print(f"not enough disk in {work}: need {2.5 * options.shards * shard_size:.0f} bytes",
-              file=sys.stderr)
+    need = 2.2 * options.shards * shard_size
+    if shutil.disk_usage(work).free < need:
+        print(f"not enough disk in {work}: need {need:.0f} bytes", file=sys.stderr)
         return 2
+    env = {
+        **os.environ,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "MODEL_AGENT_STATE_DIR": str(work / "state"),
+    }
     try:
         files = make_model(work / "source", options.shards, shard_size)
         total = sum(p.stat().st_size for p in files.values())
-        server = hub.LocalHub()
-        with server.serve_in_thread():
-            server.add_repo(REPO, files)
-            results = run_all(server, files, work, total, options.repeat)
-        print_table(results, total, options.shards, shard_size)
+        default_tools = HF_TOOLS if options.backend == "hf" else OCI_TOOLS
+        tools = options.tools.split(",") if options.tools else list(default_tools)
+        if options.backend == "hf":
+            server = hub.LocalHub()
+            with server.serve_in_thread():
+                server.add_repo(REPO, files)
+                serving = nginx_cdn(work, server, files) if cdn == "nginx" else nullcontext()
+                with serving as cdn_url:
+                    if cdn_url:
+                        server.cdn_endpoint = cdn_url
+                    make = lambda conns: hf_commands(server, files, work, conns)  # noqa: E731
+                    report(make, tools, env, work, files, total, options, cdn)
+        else:
+            store = objectstore.LocalObjectStore()
+            with store.serve_in_thread():
+                for name, path in files.items():
+                    store.add_object(BUCKET, f"{PREFIX}/{name}", path)
+                extra: dict[str, str] = {}
+
+                def make(conns: int) -> dict[str, list[str]]:
+                    commands, more = oci_commands(store, files, work, conns)
+                    extra.update(more)
+                    return commands
+
+                make(options.connections)
+                env.update(extra)
+                report(make, tools, env, work, files, total, options, "objectstore (Python)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
-def run_all(
-    server: hub.LocalHub, files: dict[str, pathlib.Path], work: pathlib.Path, total: int,
-    repeat: int,
-) -> dict[str, tuple[float, int]]:
-    env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-           "MODEL_AGENT_STATE_DIR": str(work / "state")}
-    dest = work / "dest"
-    urls = [f"{server.endpoint}/{REPO}/resolve/main/{name}" for name in files]
-    curl = ["curl", "-sS", "-L", "--fail"]
-    for url, name in zip(urls, files, strict=True):
-        curl += ["-o", str(dest / name), url]
-    snapshot = [
-        sys.executable, "-c",
-        "import sys; from huggingface_hub import snapshot_download; "
-        "snapshot_download(sys.argv[1], local_dir=sys.argv[2], endpoint=sys.argv[3])",
-        REPO, str(dest), server.endpoint,
-    ]  # fmt: skip
-    pull = [
-        sys.executable, "-m", "model_agent.cli", "pull", f"hf://{REPO}", "--path", str(dest),
-        "--param", f"endpoint={server.endpoint}", "--log-level", "warning",
-    ]  # fmt: skip
-    results: dict[str, tuple[float, int]] = {}
-    for _ in range(repeat):
-        for label, command in (("curl", curl), ("snapshot_download", snapshot), ("pull", pull)):
-            shutil.rmtree(dest, ignore_errors=True)
-            shutil.rmtree(work / "state", ignore_errors=True)
-            dest.mkdir(parents=True)
-            served = server.bytes_served()
-            code, elapsed, peak = measure(command, env)
-            if code != 0:
-                raise SystemExit(f"{label} failed with exit code {code}")
-            got = server.bytes_served() - served
-            if got < total:
-                raise SystemExit(f"{label} fetched {got} of {total} bytes")
-            best = results.get(label)
-            if best is None or elapsed < best[0]:
-                results[label] = (elapsed, peak)
-            print(f"{label}: {elapsed:.2f}s, peak RSS {peak / 2**20:.0f} MiB", file=sys.stderr)
-    shutil.rmtree(dest, ignore_errors=True)
-    return results
-
-
-def print_table(
-    results: dict[str, tuple[float, int]], total: int, shards: int, shard_size: int
+def report(
+    make: Callable[[int], dict[str, list[str]]],
+    tools: Sequence[str],
+    env: dict[str, str],
+    work: pathlib.Path,
+    files: dict[str, pathlib.Path],
+    total: int,
+    options: argparse.Namespace,
+    server_kind: str,
 ) -> None:
-    curl_rate = total / results["curl"][0]
-    snap_rate = total / results["snapshot_download"][0]
-    print(f"\n{shards} x {shard_size / 2**20:.0f} MiB shards ({total / 1e9:.2f} GB), "
-          f"{os.cpu_count()} CPUs, local hub in-process\n")
-    print("| tool | verified | seconds | MB/s | vs curl | vs snapshot_download | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|")
-    for label in ("curl", "snapshot_download", "pull"):
-        elapsed, peak = results[label]
-        rate = total / elapsed
-        verified = "yes (sha256)" if label == "pull" else "no"
-        print(f"| {label} | {verified} | {elapsed:.2f} | {rate / 1e6:.0f} | "
-              f"{rate / curl_rate:.2f}x | {rate / snap_rate:.2f}x | {peak / 2**20:.0f} |")
+    """Run every tool, print the table; with ``--sweep``, the sweep table and the plot."""
+    results = run_all(make(options.connections), tools, env, work, files, options.repeat)
+    shard_mib = settings.parse_size(options.shard_size) / 2**20
+    print(
+        f"\n{options.backend}: {options.shards} x {shard_mib:.0f}"
+        f" MiB shards ({total / 1e9:.2f} GB), {os.cpu_count()} CPUs, data server: "
+        f"{server_kind}, {options.connections} connections per file, best of {options.repeat}\n"
+    )
+    print_table(results, total, tools[0])
+    if not options.sweep:
+        return
+    counts = [int(x) for x in options.sweep.split(",")]
+    swept = [t for t in ("pull", "pull-unverified", "aria2c", "oci-sdk") if t in tools]
+    sweep: dict[str, dict[int, float]] = {label: {} for label in swept}
+    for _ in range(options.repeat):
+        for conns in counts:
+            commands = make(conns)
+            for label in swept:
+                if label == "oci-sdk" and conns != counts[0]:
+                    continue  # no ranged parts: one point is its line
+                elapsed = run_tool(f"{label} x{conns}", commands[label], env, work, files)[0]
+                sweep[label][conns] = max(sweep[label].get(conns, 0.0), total / elapsed / 1e6)
+    print("\n| connections per file | " + " | ".join(swept) + " |")
+    print("|---|" + "---|" * len(swept))
+    for conns in counts:
+        cells = [f"{sweep[label][conns]:.0f}" if conns in sweep[label] else "" for label in swept]
+        print(f"| {conns} | " + " | ".join(cells) + " |")
+    title = (
+        f"{options.backend}: {options.shards} x {options.shard_size} from {server_kind}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    plot(sweep, pathlib.Path(options.plot), title)
 
 
 if __name__ == "__main__":
