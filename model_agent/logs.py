@@ -139,6 +139,9 @@ def configure(
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # At DEBUG this logger prints every API response body whole, Secrets' base64 data
+    # included, which no pattern-based redaction can recognise: keep it at INFO.
+    logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.INFO)
 
 
 class Throttle:
