@@ -2,10 +2,10 @@
 
 ``Engine.fetch(file, staged)`` fills every missing byte range of one staged file. Files at or
 above the multipart threshold are cut into ranged parts (``planning.part_size``) fetched in
-parallel up to ``multipart_concurrency``; each part streams into its own aiofiles handle at its
-offset, in ``write_size`` batches (1 MiB: large writes beat 64 KiB ones by ~40%, and 16
-parts in flight still fit the 150 MiB budget).
-Memory is bounded by parts in flight x (``write_size`` + the socket read buffer).
+parallel up to ``multipart_concurrency``; each part takes the received buffers as they are
+(``readchunk``: no joining copy) and writes them at its offset with one ``pwritev`` per
+``write_size`` batch (1 MiB) in a worker thread, through its own descriptor. Memory is bounded
+by parts in flight x (``write_size`` + the socket read buffer).
 
 Every part request is checked: it must answer 206 with the exact ``Content-Range`` asked for
 (a 200 to a Range request, a wrong range or a short body fail the part, never land as data).
@@ -25,15 +25,14 @@ import dataclasses
 import email.utils
 import errno
 import logging
+import os
 import pathlib
 import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import aiofiles
 import aiohttp
 
 from model_agent import errors, planning
@@ -308,73 +307,122 @@ class Engine:
         loop = asyncio.get_running_loop()
         stall = self._options.stall_timeout
         write_size = self._options.write_size
-        pending = bytearray()
+        content = response.content
+        writer = _Writer()
+        chunks: list[bytes] = []
+        pending = 0
         written = rescheduled = loop.time()
         try:
-            handle = await _open_for_write(staged.temp_path)
+            writer.fd = await _open_for_write(staged.temp_path)
             try:
-                await handle.seek(cursor.position)
-                try:
-                    while cursor.position + len(pending) < end:
-                        want = min(write_size - len(pending), end - cursor.position - len(pending))
-                        chunk = await response.content.read(want)
-                        if not chunk:
-                            break
-                        now = loop.time()
-                        if now - rescheduled > _RESCHEDULE_SECONDS:
-                            deadline.reschedule(now + stall)
-                            rescheduled = now
-                        pending += chunk
-                        self.bytes_received += len(chunk)
-                        if self._on_bytes is not None:
-                            self._on_bytes(len(chunk))
-                        if len(pending) >= write_size or loop.time() - written > _FLUSH_SECONDS:
-                            await self._write(handle, staged, cursor, pending)
-                            pending = bytearray()
-                            written = rescheduled = loop.time()
-                            deadline.reschedule(written + stall)
-                            await staged.checkpoint()
-                except (aiohttp.ClientError, ConnectionError, TimeoutError):
-                    # Bytes that arrived before the failure are good: keep them for the retry.
-                    if pending:
-                        await self._write(handle, staged, cursor, pending)
-                    raise
-                if pending:
-                    await self._write(handle, staged, cursor, pending)
-            finally:
-                await asyncio.shield(handle.close())
+                while True:
+                    room = end - cursor.position - pending
+                    if room <= 0:
+                        break
+                    # readchunk hands over the received buffers as they are (no joining copy).
+                    chunk, end_of_http_chunk = await content.readchunk()
+                    if not chunk:
+                        if end_of_http_chunk:
+                            continue
+                        break
+                    if len(chunk) > room:
+                        chunk = chunk[:room]
+                    now = loop.time()
+                    if now - rescheduled > _RESCHEDULE_SECONDS:
+                        deadline.reschedule(now + stall)
+                        rescheduled = now
+                    chunks.append(chunk)
+                    pending += len(chunk)
+                    self.bytes_received += len(chunk)
+                    if self._on_bytes is not None:
+                        self._on_bytes(len(chunk))
+                    if pending >= write_size or now - written > _FLUSH_SECONDS:
+                        await writer.write(staged, cursor, chunks, pending)
+                        chunks, pending = [], 0
+                        written = rescheduled = loop.time()
+                        deadline.reschedule(written + stall)
+                        await staged.checkpoint()
+            except (aiohttp.ClientError, ConnectionError, TimeoutError):
+                # Bytes that arrived before the failure are good: keep them for the retry.
+                if chunks:
+                    await writer.write(staged, cursor, chunks, pending)
+                raise
+            if chunks:
+                await writer.write(staged, cursor, chunks, pending)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise errors.NoSpaceError(
                     f"no space left on device writing {file.path} ({staged.temp_path.parent})"
                 ) from None
             raise
+        finally:
+            writer.close()
 
-    @staticmethod
-    async def _write(
-        handle: object, staged: staging.StagedFile, cursor: _Cursor, data: bytearray
+
+#: pwritev takes at most IOV_MAX (1024 on Linux) buffers; more small chunks are joined first.
+_MAX_BUFFERS = 512
+
+
+def _write_at(fd: int, chunks: list[bytes], offset: int, size: int) -> None:
+    """Write ``chunks`` (``size`` bytes) at ``offset`` of ``fd`` in one pwritev (blocking)."""
+    if len(chunks) > _MAX_BUFFERS:
+        chunks = [b"".join(chunks)]
+    done = os.pwritev(fd, chunks, offset)
+    if done < size:  # a short write (rare on regular files): write the rest plainly
+        view = memoryview(b"".join(chunks))
+        while done < size:
+            count = os.pwrite(fd, view[done:], offset + done)
+            if count <= 0:
+                raise OSError(errno.EIO, f"write returned {count}")
+            done += count
+
+
+class _Writer:
+    """One part's file descriptor and its write in flight (at most one). The descriptor is
+    closed only once no write uses it: a cancelled part never closes a descriptor that a
+    worker thread is still writing through (its number could be reused by another file)."""
+
+    __slots__ = ("fd", "inflight")
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self.inflight: asyncio.Future[None] | None = None
+
+    async def write(
+        self, staged: staging.StagedFile, cursor: _Cursor, chunks: list[bytes], size: int
     ) -> None:
-        await handle.write(data)  # type: ignore[attr-defined]
-        staged.mark(cursor.position, cursor.position + len(data))
-        cursor.position += len(data)
+        if self.fd is None:
+            raise RuntimeError("write before open")
+        loop = asyncio.get_running_loop()
+        start = cursor.position
+        self.inflight = loop.run_in_executor(None, _write_at, self.fd, chunks, start, size)
+        await self.inflight
+        staged.mark(cursor.position, cursor.position + size)
+        cursor.position += size
+
+    def close(self) -> None:
+        fd, inflight = self.fd, self.inflight
+        self.fd = None
+        if fd is None:
+            return
+        if inflight is None or inflight.done():
+            os.close(fd)
+        else:
+            inflight.add_done_callback(lambda _: os.close(fd))
 
 
-_closing: set[asyncio.Task[None]] = set()
-
-
-async def _open_for_write(path: pathlib.Path) -> Any:
-    """An aiofiles handle on ``path`` (r+b, unbuffered). A cancellation that lands while the
-    worker thread is opening it still closes the file once it is open."""
-    opening = asyncio.ensure_future(aiofiles.open(path, "r+b", buffering=0))
+async def _open_for_write(path: pathlib.Path) -> int:
+    """A write-only descriptor on ``path`` (opened in a thread). A cancellation that lands
+    while the worker thread is opening it still closes the descriptor once it is open."""
+    loop = asyncio.get_running_loop()
+    opening = loop.run_in_executor(None, os.open, path, os.O_WRONLY | os.O_CLOEXEC)
     try:
         return await asyncio.shield(opening)
     except asyncio.CancelledError:
 
-        def close(done: asyncio.Future[Any]) -> None:
+        def close(done: asyncio.Future[int]) -> None:
             if not done.cancelled() and done.exception() is None:
-                task = asyncio.ensure_future(done.result().close())
-                _closing.add(task)
-                task.add_done_callback(_closing.discard)
+                os.close(done.result())
 
         opening.add_done_callback(close)
         raise
