@@ -358,7 +358,7 @@ def print_table(results: dict[str, list[Result]], total: int, reference: str) ->
         elapsed, _, cpu = best[label]
         rate = total / elapsed
         spread = ", ".join(f"{total / r[0] / 1e6:.0f}" for r in runs)
-        verified = {"pull": "yes, every byte", "aria2c-sha256": "yes, after download"}.get(
+        verified = {"pull": "yes, while downloading", "aria2c-sha256": "yes, after download"}.get(
             label, "no"
         )
         cells = [
