@@ -104,6 +104,7 @@ def kill_and_resume(
         process.stop()
     assert support.corrupt_final_files(destination, source) == []
     assert set(support.final_files(destination)) == set(source)
+    assert not (destination / support.STAGING).exists()
     served = store.bytes_served()
     print(f"{name}: {served} bytes served for a {total}-byte model ({served / total:.3f}x)")
     assert served < 1.35 * total
