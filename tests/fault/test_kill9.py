@@ -6,6 +6,8 @@ file at a final path of the destination equals its source bytes (no partial, cor
 unknown file is ever visible there); every restart picks the model up again from the API
 alone; the last run ends Ready with every file verified; resumption is real: the stores served
 less than 1.35x the model size in total, and ranged requests started past byte 0.
+An update to a new revision killed 4 times keeps the Ready version's files intact at their
+final paths and its label Ready after every kill; the new version lands whole at the end.
 Set ``FAULT_SEED`` to replay another sequence of kill points (the seed is printed).
 """
 
@@ -140,3 +142,57 @@ def test_an_oci_pull_killed_ten_times_resumes_and_never_shows_a_wrong_file(
         "oci-kill9", kube_api, store, source, body, "clusterbasemodel.killed",
         tmp_path / "node", env,
     )  # fmt: skip
+
+
+def test_an_update_killed_four_times_keeps_the_ready_version_intact_and_ready(
+    kube_api, hf_hub_in_thread, tmp_path
+):
+    hub, view = hf_hub_in_thread, support.View(kube_api, NODE)
+
+    def reported_sha() -> str | None:
+        entry = view.entry(key) if view.settled(key, "Ready") else None
+        return ((entry or {}).get("config") or {}).get("artifact", {}).get("sha")
+
+    old = source_files(tmp_path, "v1")
+    rng = support.seeded("update-kill9")
+    new = {
+        **support.model_files(tmp_path / "v2", max_position_embeddings=8192),
+        **{f"weights-{i}.dat": support.patterned(500_000, rng) for i in range(4)},
+    }
+    old_sha = hub.add_repo("org/u", old)
+    kube_api.add_node(NODE)
+    workdir, key = tmp_path / "node", "default.basemodel.u"
+    destination = workdir / "models" / key
+    env = {"HF_ENDPOINT": hub.endpoint}
+    kube_api.create(support.model("BaseModel", "u", f"hf://org/u@{old_sha}"))
+    process = start(kube_api, workdir, env)
+    wait_until(lambda: view.settled(key, "Ready"), "v1 Ready", process)
+    kill9(process)
+    new_sha = hub.add_repo("org/u", new)
+    hub.faults.throttle(RATE)
+    at_update = hub.bytes_served()
+    kube_api.patch(
+        "basemodels", "u", {"spec": {"storage": {"storageUri": f"hf://org/u@{new_sha}"}}}
+    )
+    total = sum(len(b) for b in new.values())
+    for number, fraction in enumerate(sorted(rng.uniform(0.05, 0.8) for _ in range(4)), 1):
+        process = start(kube_api, workdir, env)
+        target = max(at_update + fraction * total, hub.bytes_served() + total / 100)
+        reached = lambda target=target: hub.bytes_served() >= target  # noqa: E731
+        wait_until(reached, f"update kill {number}", process)
+        kill9(process)
+        assert support.corrupt_final_files(destination, old) == [], f"kill {number}"
+        assert set(support.final_files(destination)) == set(old), f"kill {number}"
+        assert (
+            support.corrupt_final_files(destination.with_name(f".{key}.model-agent-next"), new)
+            == []
+        )
+        assert view.settled(key, "Ready"), f"kill {number}: {view.entry(key)}"
+    hub.faults.throttle(None)
+    process = start(kube_api, workdir, env)
+    try:
+        wait_until(lambda: reported_sha() == new_sha, "v2 Ready", process)
+    finally:
+        process.stop()
+    assert support.corrupt_final_files(destination, new) == []
+    assert set(support.final_files(destination)) == set(new)

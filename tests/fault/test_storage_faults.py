@@ -2,7 +2,8 @@
 store): each fault ends in success after retries or in a clear ``Failed``, never a wrong byte.
 
 Aspects, for an HF model and an OCI model each: corrupted bytes, truncated bodies, 200 for a
-Range request, 429 with Retry-After, a burst of 5xx, stalled bodies and TCP connection resets
+Range request, 429 with Retry-After, a burst of 5xx, 5xx and 429 on the listing and metadata
+requests (pinning), stalled bodies and TCP connection resets
 (RST through a proxy) are retried until the model is Ready with every file equal to the source,
 the fault visibly happened (the server log shows it) and no staging directory is left;
 corruption or 500s that never stop end ``Failed`` with the reason and the file named, and the
@@ -96,6 +97,14 @@ TRANSIENT: dict[str, tuple[Callable[[faults_mod.Faults], None], Callable[..., bo
     "5xx-burst": (
         lambda f: f.fail_next(6, 503, path_glob=GLOB),
         lambda s: sum(r.status == 503 for r in data(s)) == 6,
+    ),
+    "listing-5xx": (
+        lambda f: f.fail_next(2, 503, kind=("api", "meta")),
+        lambda s: sum(r.status == 503 for r in list(s.log)) == 2,
+    ),
+    "listing-429": (
+        lambda f: f.fail_next(2, 429, retry_after=0.3, kind="api"),
+        lambda s: sum(r.status == 429 for r in list(s.log)) == 2,
     ),
     "stalls": (
         lambda f: f.stall(2, 4.0, path_glob=GLOB),
