@@ -378,21 +378,41 @@ def print_table(results: dict[str, list[Result]], total: int, reference: str) ->
         print(f"\nverified/unverified throughput (best of each): {ratio:.2f}")
 
 
-def plot(sweep: dict[str, dict[int, float]], path: pathlib.Path, title: str) -> None:
+def plot(
+    sweep: dict[str, dict[int, float]],
+    path: pathlib.Path,
+    title: str,
+    flat: dict[str, float] | None = None,
+) -> None:
+    """MB/s against connections per file, one line per swept tool; ``flat`` tools (no
+    ranged connections, e.g. curl) as dashed horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.ticker
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(figsize=(6, 3.6), dpi=100)
+    names = {"pull": "pull (verified)"}
     for label, points in sweep.items():
         xs = sorted(points)
-        axes.plot(xs, [points[x] for x in xs], marker="o", label=label)
+        axes.plot(xs, [points[x] for x in xs], marker="o", label=names.get(label, label))
+    for label, rate in (flat or {}).items():
+        axes.axhline(rate, linestyle="--", color="grey", linewidth=1)
+        axes.annotate(
+            f"{label} (unverified)",
+            (1, rate),
+            textcoords="offset points",
+            xytext=(2, -11),
+            fontsize=8,
+        )
     axes.set_xscale("log", base=2)
+    axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     axes.set_xlabel("ranged connections per file (4 files at once)")
     axes.set_ylabel("MB/s (best run)")
     axes.set_title(title, fontsize=9)
-    axes.set_ylim(bottom=0)
+    tops = [v for points in sweep.values() for v in points.values()] + list((flat or {}).values())
+    axes.set_ylim(0, max(tops) * 1.12)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
@@ -511,7 +531,12 @@ def report(
         f"{options.backend}: {options.shards} x {options.shard_size} from {server_kind}, "
         f"{os.cpu_count()} CPUs"
     )
-    plot(sweep, pathlib.Path(options.plot), title)
+    flat = {
+        label: total / min(results[label])[0] / 1e6
+        for label in ("curl", "snapshot_download")
+        if label in results
+    }
+    plot(sweep, pathlib.Path(options.plot), title, flat)
 
 
 if __name__ == "__main__":
