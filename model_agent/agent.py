@@ -121,6 +121,7 @@ class Agent:
         lane = self.lanes.get(ref.key)
         if lane is None:
             lane = self.lanes[ref.key] = Lane(ref=ref)
+        lane.seen_at = time.monotonic()
         if event_type == "DELETED" or spec.is_deleting(body):
             self._want_delete(lane, ref)
             return
@@ -439,7 +440,26 @@ class Agent:
             interval=max(0.2, min(5.0, self.config.config_map_sync_interval)),
             repair_interval=self.repair_interval,
             stop=self._stop_event,
+            sweep=self._sweep_deleted,
         )
+
+    async def _sweep_deleted(self) -> None:
+        """Delete the models whose deletion no event reported: a watch that resumes after
+        its history expired (410 Gone) relists only the survivors. A lane is swept only when
+        its last event came before the listing began and the listing lacks it."""
+        began = time.monotonic()
+        present: set[tuple[str, str, str]] = set()
+        for body in await kube_models.list_models(self.api):
+            with contextlib.suppress(errors.AgentError):
+                present.add(spec.identify(body).key)
+        for lane in list(self.lanes.values()):
+            if lane.deleted or lane.seen_at >= began or lane.ref.key in present:
+                continue
+            logger.info(
+                "model %s no longer exists (its delete event was missed): removing it",
+                lane.ref.configmap_key,
+            )
+            self._want_delete(lane, lane.ref)
 
     async def _shape(self) -> str | None:
         return await self._shapes.get(self.node.labels)

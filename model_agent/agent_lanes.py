@@ -37,6 +37,7 @@ class Lane:
     done_model: spec.ModelSpec | None = None  # the spec the last success was for
     progress: report.Progress | None = None
     progress_written: float = 0.0
+    seen_at: float = 0.0  # monotonic time of the model's last event
 
 
 class DownloadSlots:

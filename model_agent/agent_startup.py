@@ -89,9 +89,11 @@ async def upkeep(
     interval: float,
     repair_interval: float,
     stop: asyncio.Event,
+    sweep: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Until ``stop``: re-send pending writes every ``interval``; every ``repair_interval``
-    also reconcile the ConfigMap and the labels against the latest node snapshot."""
+    also reconcile the ConfigMap and the labels against the latest node snapshot, and
+    ``sweep`` (the agent's check for models deleted without an event)."""
     repaired_at = time.monotonic()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -107,5 +109,7 @@ async def upkeep(
                 repaired_at = time.monotonic()
                 await cm.reconcile()
                 await node.reconcile(labels())
+                if sweep is not None:
+                    await sweep()
         except Exception as exc:  # keep the loop alive; the next round tries again
             logger.warning("report repair failed: %s: %s", type(exc).__name__, exc)

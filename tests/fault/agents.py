@@ -46,11 +46,14 @@ class Harness:
         values.update({k: str(v) for k, v in flags.items()})
         return settings.resolve(values, dict(self.environ))
 
-    async def start(self, *, max_attempts: int = 3, **flags: Any) -> agent.Agent:
+    async def start(
+        self, *, max_attempts: int = 3, repair_interval: float = 60.0, **flags: Any
+    ) -> agent.Agent:
         instance = agent.Agent(
             config=self.settings(**flags),
             api=self.api,
             max_attempts=max_attempts,
+            repair_interval=repair_interval,
             retry_base=0.05,
             retry_max=0.2,
             failed_retry=300.0,
