@@ -22,14 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import email.utils
 import errno
 import logging
 import os
 import pathlib
 import random
 import re
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
@@ -88,28 +86,13 @@ def new_session(*, connections: int, options: Options) -> aiohttp.ClientSession:
     )
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or bad."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _host(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
 
 def status_error(status: int, headers: Mapping[str, str], name: str) -> errors.AgentError:
     """The error class of a non-success status for file ``name``."""
-    wait = retry_after_seconds(headers.get("Retry-After"))
+    wait = base.retry_after_seconds(headers.get("Retry-After"))
     if status == 429:
         return errors.RateLimitedError(f"rate limited (429) fetching {name}", retry_after=wait)
     if status >= 500:
