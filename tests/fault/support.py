@@ -7,16 +7,18 @@ Plain functions and small classes, no fixtures, so each fault module stays self-
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
 import random
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from tests.harness import modelfiles, objectstore
 from tests.harness.kube import FakeKube
+from tests.harness.operator import AgentProcess
 
 STAGING = ".model-agent-partial"
 TENSORS = {"model.embed_tokens.weight": ("F32", [8, 8]), "lm_head.weight": ("F32", [8, 8])}
@@ -29,6 +31,30 @@ def seeded(name: str) -> random.Random:
     seed = int(os.environ.get("FAULT_SEED", DEFAULT_SEED))
     print(f"{name}: FAULT_SEED={seed}")
     return random.Random(f"{seed}:{name}")
+
+
+def start_agent(make: Callable[[], AgentProcess], *, tries: int = 3) -> AgentProcess:
+    """``make().start()``, again with fresh ports when a port the harness picked was taken
+    before the agent bound it (``free_port`` can only pick a port that is free *now*; the
+    agent then does not exit but retries its start-up in 60 s, see the F1 report)."""
+    for attempt in range(tries):
+        try:
+            return make().start()
+        except RuntimeError as exc:
+            if "address already in use" not in str(exc) or attempt + 1 == tries:
+                raise
+            print(f"agent start: a port was taken, retrying with fresh ports ({attempt + 1})")
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def running_agent(make: Callable[[], AgentProcess]) -> Iterator[AgentProcess]:
+    """``start_agent`` as a context manager that stops the agent (SIGTERM) at the end."""
+    agent = start_agent(make)
+    try:
+        yield agent
+    finally:
+        agent.stop()
 
 
 def model_files(

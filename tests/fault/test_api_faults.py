@@ -56,13 +56,15 @@ def test_patch_storms_dropped_watches_and_a_deleted_configmap_converge_without_l
             view.entry(key(n)) is None and view.label(key(n)) is None for n in gone
         )
 
-    with agent_process(
-        kube_api,
-        NODE,
-        args=("--config-map-sync-interval", "0.2"),
-        env={"HF_ENDPOINT": hub.endpoint},
-        workdir=tmp_path / "node",
-        timeout=60,
+    with support.running_agent(
+        lambda: agent_process(
+            kube_api,
+            NODE,
+            args=("--config-map-sync-interval", "0.2"),
+            env={"HF_ENDPOINT": hub.endpoint},
+            workdir=tmp_path / "node",
+            timeout=60,
+        )
     ) as agent:
         kube_api.fail_next(25, method="PATCH", path_contains="/configmaps/", status=409)
         kube_api.fail_next(8, method="PATCH", path_contains="/configmaps/", status=500)

@@ -44,14 +44,9 @@ def source_files(tmp_path: pathlib.Path, name: str) -> dict[str, bytes]:
 
 
 def start(kube_api: FakeKube, workdir: pathlib.Path, env: dict[str, str]) -> AgentProcess:
-    return agent_process(
-        kube_api,
-        NODE,
-        args=ARGS,
-        env=env,
-        workdir=workdir,
-        timeout=60,
-    ).start()
+    return support.start_agent(
+        lambda: agent_process(kube_api, NODE, args=ARGS, env=env, workdir=workdir, timeout=60)
+    )
 
 
 def kill9(process: AgentProcess) -> None:

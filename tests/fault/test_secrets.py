@@ -80,20 +80,26 @@ def test_planted_tokens_never_reach_logs_events_configmaps_or_metrics(
             ),
         ),
     }
-    with agent_process(
-        kube_api,
-        NODE,
-        args=(
-            "--log-level",
-            "debug",
-            "--log-format",
-            log_format,
-            "--config-map-sync-interval",
-            "0.2",
-        ),
-        env={"HF_ENDPOINT": hub.endpoint, "HF_TOKEN": ENV_TOKEN, "OCI_CONFIG_FILE": str(config)},
-        workdir=tmp_path / "node",
-        timeout=60,
+    with support.running_agent(
+        lambda: agent_process(
+            kube_api,
+            NODE,
+            args=(
+                "--log-level",
+                "debug",
+                "--log-format",
+                log_format,
+                "--config-map-sync-interval",
+                "0.2",
+            ),
+            env={
+                "HF_ENDPOINT": hub.endpoint,
+                "HF_TOKEN": ENV_TOKEN,
+                "OCI_CONFIG_FILE": str(config),
+            },
+            workdir=tmp_path / "node",
+            timeout=60,
+        )
     ) as agent:
         for _, body in models.values():
             kube_api.create(body)
