@@ -12,7 +12,7 @@ import logging
 from kubernetes_asyncio import client
 
 from model_agent import agent as agent_module
-from model_agent import health, http, metrics, settings
+from model_agent import errors, health, http, metrics, settings
 from model_agent.kube import client as kube_client
 
 __all__ = ["Runtime", "start"]
@@ -43,21 +43,15 @@ class Runtime:
 
 
 async def start(config: settings.Settings) -> Runtime:
-    """Start the agent, then serve /healthz, /readyz, /livez and /metrics on ``--port``.
-    Raises ``errors.AgentError`` (retryable or not) when the agent cannot start."""
+    """Serve /healthz, /readyz, /livez and /metrics on ``--port`` (not ready until the agent
+    has started), then start the agent. Raises ``errors.AgentError`` (retryable or not) when
+    either cannot start; a port in use is a ``ConfigError`` naming the flag."""
     api = await kube_client.make_api_client()
     recorder = metrics.Metrics()
     agent = agent_module.Agent(config=config, api=api, recorder=recorder)
-    try:
-        await agent.start()
-    except BaseException:
-        await agent.stop()
-        await api.close()
-        raise
     for path in filter(None, (config.models_root_dir, config.temp_dir)):
         recorder.watch_filesystem(path)
     loop_monitor = health.LoopLagMonitor(on_sample=recorder.loop_lag_observed)
-    loop_monitor.start()
     checks = _checks(config, agent, loop_monitor)
     server = http.HealthServer(
         port=config.port,
@@ -65,7 +59,16 @@ async def start(config: settings.Settings) -> Runtime:
         registry=recorder.registry,
         checks=checks,
     )
-    await server.start()
+    try:
+        await _serve(server, config)
+        loop_monitor.start()
+        await agent.start()
+    except BaseException:
+        await agent.stop()
+        await server.stop()
+        await loop_monitor.stop()
+        await api.close()
+        raise
     log.info("agent started on node %s", agent.node_name, extra={"node": agent.node_name})
     return Runtime(
         config=config,
@@ -76,6 +79,18 @@ async def start(config: settings.Settings) -> Runtime:
         checks=checks,
         server=server,
     )
+
+
+async def _serve(server: http.HealthServer, config: settings.Settings) -> None:
+    try:
+        await server.start()
+    except OSError as exc:
+        ports = f"--port {config.port}"
+        if config.metrics_port != config.port:
+            ports += f" / --metrics-port {config.metrics_port}"
+        raise errors.ConfigError(
+            f"cannot serve health and metrics on {ports}: {exc.strerror or exc}"
+        ) from exc
 
 
 def _checks(
