@@ -33,18 +33,9 @@ def seeded(name: str) -> random.Random:
     return random.Random(f"{seed}:{name}")
 
 
-def start_agent(make: Callable[[], AgentProcess], *, tries: int = 3) -> AgentProcess:
-    """``make().start()``, again with fresh ports when a port the harness picked was taken
-    before the agent bound it (``free_port`` can only pick a port that is free *now*; the
-    agent then does not exit but retries its start-up in 60 s, see the F1 report)."""
-    for attempt in range(tries):
-        try:
-            return make().start()
-        except RuntimeError as exc:
-            if "address already in use" not in str(exc) or attempt + 1 == tries:
-                raise
-            print(f"agent start: a port was taken, retrying with fresh ports ({attempt + 1})")
-    raise AssertionError("unreachable")
+def start_agent(make: Callable[[], AgentProcess]) -> AgentProcess:
+    """``make().start()`` (which itself retries with fresh ports when one was taken)."""
+    return make().start()
 
 
 @contextlib.contextmanager

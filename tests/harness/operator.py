@@ -247,16 +247,8 @@ class AgentProcess:
         )
         self.log_path = self.workdir / "agent.log"
         self.models_root = self.workdir / "models"
-        self.port, self.metrics_port, self.liveness_port = free_port(), free_port(), free_port()
-        given = set(args)
-        defaults = {
-            "--port": str(self.port),
-            "--metrics-port": str(self.metrics_port),
-            "--liveness-endpoint": f"http://127.0.0.1:{self.liveness_port}/healthz",
-            "--models-root-dir": str(self.models_root),
-        }
-        extra = [x for flag, value in defaults.items() if flag not in given for x in (flag, value)]
-        self.argv = [sys.executable, "-m", "model_agent.cli", "run", *extra, *args]
+        self.args = tuple(args)
+        self._pick_ports()
         self.env = {
             **os.environ,
             "KUBECONFIG": kube_api.kubeconfig,
@@ -267,6 +259,19 @@ class AgentProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
         self.log: str = ""
+
+    def _pick_ports(self) -> None:
+        """Free ports for the flags ``args`` does not set, and the command line with them."""
+        self.port, self.metrics_port, self.liveness_port = free_port(), free_port(), free_port()
+        given = set(self.args)
+        defaults = {
+            "--port": str(self.port),
+            "--metrics-port": str(self.metrics_port),
+            "--liveness-endpoint": f"http://127.0.0.1:{self.liveness_port}/healthz",
+            "--models-root-dir": str(self.models_root),
+        }
+        extra = [x for flag, value in defaults.items() if flag not in given for x in (flag, value)]
+        self.argv = [sys.executable, "-m", "model_agent.cli", "run", *extra, *self.args]
 
     @property
     def health_url(self) -> str:
@@ -283,7 +288,28 @@ class AgentProcess:
         except FileNotFoundError:
             return ""
 
-    def start(self) -> AgentProcess:
+    def start(self, *, tries: int = 3) -> AgentProcess:
+        """Start and wait for the watches. A port that ``free_port`` handed out can be taken
+        by another socket before the agent binds it; the agent then exits at once saying
+        "address already in use", and the start is retried with fresh ports."""
+        for attempt in range(tries):
+            try:
+                return self._start_once()
+            except RuntimeError as exc:
+                taken = "address already in use" in str(exc).lower()
+                if (
+                    not taken
+                    or attempt + 1 == tries
+                    or any(flag in self.args for flag in ("--port", "--metrics-port"))
+                ):
+                    if self._own_dir:
+                        shutil.rmtree(self.workdir, ignore_errors=True)
+                    raise
+                self.returncode, self.proc = None, None
+                self._pick_ports()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> AgentProcess:
         self.models_root.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
@@ -301,7 +327,7 @@ class AgentProcess:
                 failed=self._failure,
             )
         except BaseException as exc:
-            code, text = self.stop()
+            code, text = self._halt()
             raise RuntimeError(f"model-agent did not start (exit {code}): {exc}\n{text}") from exc
         return self
 
@@ -312,6 +338,12 @@ class AgentProcess:
 
     def stop(self, *, grace: float = 15.0) -> tuple[int, str]:
         """SIGTERM, then SIGKILL after ``grace`` seconds. Returns (exit code, log text)."""
+        result = self._halt(grace=grace)
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return result
+
+    def _halt(self, *, grace: float = 15.0) -> tuple[int, str]:
         proc = self.proc
         if proc is not None and self.returncode is None:
             if proc.poll() is None:
@@ -323,8 +355,6 @@ class AgentProcess:
                     proc.wait(5)
             self.returncode = proc.returncode
             self.log = self.log_text()
-            if self._own_dir:
-                shutil.rmtree(self.workdir, ignore_errors=True)
         return (self.returncode if self.returncode is not None else -1), self.log
 
     def __enter__(self) -> AgentProcess:
