@@ -210,6 +210,12 @@ def _destination(storage: Mapping[str, Any], ref: ModelRef, root: str) -> tuple[
     path = _normal_absolute(raw, "spec.storage.path")
     if path == "/" or path == root:
         raise _bad("spec.storage.path", f"{path!r} would put the model over a whole tree")
+    if not _inside(path, root):
+        raise _bad(
+            "spec.storage.path",
+            f"{path!r} is outside --models-root-dir {root!r} (the only host directory the "
+            "agent may write and delete in)",
+        )
     if _inside(path, state):
         raise _bad("spec.storage.path", f"{path!r} is inside the agent's state directory")
     return path, True

@@ -52,10 +52,14 @@ def test_a_clusterbasemodel_has_no_namespace_even_if_one_is_sent():
     assert parsed.path == "/mnt/models/clusterbasemodel.big"
 
 
-def test_explicit_paths_are_normalised_and_may_live_outside_the_root():
-    parsed = spec.parse(body(path="/raid//models/llama/"), models_root_dir=ROOT)
-    assert parsed.path == "/raid/models/llama"
+def test_explicit_paths_are_normalised_and_must_live_under_the_root():
+    parsed = spec.parse(body(path=ROOT + "//llama/"), models_root_dir=ROOT)
+    assert parsed.path == ROOT + "/llama"
     assert parsed.path_explicit
+    with pytest.raises(errors.InvalidSpecError, match="outside --models-root-dir"):
+        spec.parse(body(path="/etc/ssh"), models_root_dir=ROOT)
+    with pytest.raises(errors.InvalidSpecError, match="outside --models-root-dir"):
+        spec.parse(body(path=ROOT + "-evil/llama"), models_root_dir=ROOT)
 
 
 def test_parameters_secret_labels_and_annotations_are_read():
