@@ -5,11 +5,11 @@ becomes Ready), and nothing is written outside the destination.
 
 Aspects: storageUri that does not parse or names an unknown scheme; relative, ``..``, ``/``,
 models-root, state-directory and outside-the-models-root paths; an unknown OCI ``auth``;
-parameters that are not a map; an affinity operator that does not exist; a huge nodeSelector (100k entries) and a
-huge selector value; safetensors with a header length of 2^62, a header that is not JSON,
-offsets past the end and a shape of rank 100; config.json nested 100k deep, not an object,
-or not UTF-8; an index whose weight map names ``../`` shards; remote names with traversal
-(``../``, absolute, ``a/../../``) from the hub and from the object store.
+parameters that are not a map; an affinity operator that does not exist; a huge nodeSelector
+(100k entries) and a huge selector value; safetensors with a header length of 2^62, a header
+that is not JSON, offsets past the end and a shape of rank 100; config.json nested 100k deep,
+not an object, or not UTF-8; an index whose weight map names ``../`` shards; remote names
+with traversal (``../``, absolute, ``a/../../``) from the hub and from the object store.
 """
 
 from __future__ import annotations
