@@ -32,24 +32,12 @@ import pytest
 from tests.harness import modelfiles
 from tests.harness.operator import agent_process, free_port
 
-TENSORS = {"model.embed_tokens.weight": ("F32", [8, 8]), "lm_head.weight": ("F32", [8, 8])}
 DEADLINE = 60.0
 pytestmark = pytest.mark.timeout(240)
 
 
 def repo_files(tmp_path: pathlib.Path, name: str = "src", **config) -> dict[str, bytes]:
-    folder = modelfiles.write_model(
-        tmp_path / name,
-        config={
-            "model_type": "llama",
-            "architectures": ["LlamaForCausalLM"],
-            "max_position_embeddings": 4096,
-            "torch_dtype": "float32",
-            **config,
-        },
-        tensors=TENSORS,
-    )
-    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    return modelfiles.tiny_llama_files(tmp_path / name, **config)
 
 
 def model(kind: str, name: str, uri: str, namespace: str = "default", **storage) -> dict:

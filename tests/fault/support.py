@@ -21,7 +21,6 @@ from tests.harness.kube import FakeKube
 from tests.harness.operator import AgentProcess
 
 STAGING = ".model-agent-partial"
-TENSORS = {"model.embed_tokens.weight": ("F32", [8, 8]), "lm_head.weight": ("F32", [8, 8])}
 DEFAULT_SEED = 20261126
 
 
@@ -52,20 +51,7 @@ def model_files(
     directory: pathlib.Path, *, extra: Mapping[str, bytes] | None = None, **config: Any
 ) -> dict[str, bytes]:
     """A tiny llama model (config, safetensors, tokenizer) plus ``extra`` files, as bytes."""
-    folder = modelfiles.write_model(
-        directory,
-        config={
-            "model_type": "llama",
-            "architectures": ["LlamaForCausalLM"],
-            "max_position_embeddings": 4096,
-            "torch_dtype": "float32",
-            **config,
-        },
-        tensors=TENSORS,
-    )
-    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    files.update(extra or {})
-    return files
+    return modelfiles.tiny_llama_files(directory, extra=extra, **config)
 
 
 def patterned(size: int, rng: random.Random) -> bytes:

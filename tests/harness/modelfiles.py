@@ -19,8 +19,10 @@ __all__ = [
     "DEFAULT_CONFIG",
     "DEFAULT_TENSORS",
     "DTYPE_BITS",
+    "TINY_LLAMA_TENSORS",
     "safetensors_header",
     "tensor_nbytes",
+    "tiny_llama_files",
     "write_model",
     "write_safetensors",
 ]
@@ -191,3 +193,31 @@ def write_model(
         )
         (directory / "special_tokens_map.json").write_text(json.dumps({"eos_token": "</s>"}))
     return directory
+
+
+#: Two 8x8 F32 tensors: a llama small enough for operator tests to pull in milliseconds.
+TINY_LLAMA_TENSORS: dict[str, tuple[str, list[int]]] = {
+    "model.embed_tokens.weight": ("F32", [8, 8]),
+    "lm_head.weight": ("F32", [8, 8]),
+}
+
+
+def tiny_llama_files(
+    directory: pathlib.Path, *, extra: Mapping[str, bytes] | None = None, **config: Any
+) -> dict[str, bytes]:
+    """A tiny llama model (config.json with ``config`` overrides, safetensors, tokenizer)
+    written to ``directory``, plus ``extra`` files, as ``{file name: bytes}`` for a repo."""
+    folder = write_model(
+        directory,
+        config={
+            "model_type": "llama",
+            "architectures": ["LlamaForCausalLM"],
+            "max_position_embeddings": 4096,
+            "torch_dtype": "float32",
+            **config,
+        },
+        tensors=TINY_LLAMA_TENSORS,
+    )
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    files.update(extra or {})
+    return files

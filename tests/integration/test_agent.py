@@ -30,22 +30,11 @@ from model_agent import agent, errors, settings
 from tests.harness import modelfiles
 
 NODE = "node-a"
-TENSORS = {"model.embed_tokens.weight": ("F32", [8, 8]), "lm_head.weight": ("F32", [8, 8])}
+TENSORS = modelfiles.TINY_LLAMA_TENSORS
 
 
 def model_files(tmp_path: pathlib.Path, name: str = "src", **config) -> dict[str, bytes]:
-    folder = modelfiles.write_model(
-        tmp_path / name,
-        config={
-            "model_type": "llama",
-            "architectures": ["LlamaForCausalLM"],
-            "max_position_embeddings": 4096,
-            "torch_dtype": "float32",
-            **config,
-        },
-        tensors=TENSORS,
-    )
-    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    return modelfiles.tiny_llama_files(tmp_path / name, **config)
 
 
 def basemodel(name, uri, *, namespace="default", kind="BaseModel", **storage):
