@@ -292,6 +292,41 @@ def _read_chunks(source: Source, start: int, end: int, chunk: int) -> Iterable[b
             yield data
 
 
+async def serve_span(
+    request: web.Request,
+    *,
+    span: tuple[int, int] | None,
+    size: int,
+    headers: Mapping[str, str],
+    source: Source,
+    plan: Plan,
+    faults: Faults,
+    record: RequestRecord,
+    whole_body_headers: Sequence[str] = (),
+) -> web.StreamResponse:
+    """200 with the whole body, or 206 with ``Content-Range`` for ``span`` (a parsed, valid
+    range); ``whole_body_headers`` (e.g. Content-MD5) are dropped from a 206, since they
+    describe the whole object, not the part."""
+    headers = dict(headers)
+    status, start, end = 200, 0, size
+    if span is not None:
+        status, (start, end) = 206, span
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        for name in whole_body_headers:
+            headers.pop(name, None)
+    return await stream_body(
+        request,
+        status=status,
+        headers=headers,
+        source=source,
+        start=start,
+        end=end,
+        plan=plan,
+        faults=faults,
+        record=record,
+    )
+
+
 async def stream_body(
     request: web.Request,
     *,

@@ -414,17 +414,12 @@ class LocalHub(faults_mod.ServerBase):
             return _error(
                 request, 416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{size}"}
             )
-        status, start, end = 200, 0, size
-        if span is not None:
-            status, (start, end) = 206, span
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        return await faults_mod.stream_body(
+        return await faults_mod.serve_span(
             request,
-            status=status,
+            span=span,
+            size=size,
             headers=headers,
             source=hub_file.source,
-            start=start,
-            end=end,
             plan=plan,
             faults=self.faults,
             record=record,

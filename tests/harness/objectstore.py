@@ -384,21 +384,16 @@ class LocalObjectStore(faults_mod.ServerBase):
                 "The requested range is not valid",
                 {"Content-Range": f"bytes */{stored.size}"},
             )
-        status, start, end = 200, 0, stored.size
-        if span is not None:
-            status, (start, end) = 206, span
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{stored.size}"
-            headers.pop("Content-MD5", None)  # it would describe the whole object, not this body
-        return await faults_mod.stream_body(
+        return await faults_mod.serve_span(
             request,
-            status=status,
+            span=span,
+            size=stored.size,
             headers=headers,
             source=stored.source,
-            start=start,
-            end=end,
             plan=plan,
             faults=self.faults,
             record=record,
+            whole_body_headers=("Content-MD5",),
         )
 
 
