@@ -4,7 +4,7 @@ Pure: parsing of the selector fields into typed values (``InvalidSpecError`` nam
 and one function, ``matches``, of a fresh snapshot of the node. Kubernetes semantics: every
 nodeSelector pair must match; affinity terms are ORed, the requirements inside a term ANDed;
 ``matchFields`` supports ``metadata.name``; Gt/Lt compare integers; a term with no
-requirement matches nothing. Whether a storage scheme is handled at all (``pvc://`` never is)
+requirement, or a required affinity with no terms, matches nothing. Whether a storage scheme is handled at all (``pvc://`` never is)
 is decided by ``spec``, not here.
 """
 
@@ -159,7 +159,7 @@ def _parse_affinity(value: Any, field: str) -> tuple[Term, ...] | None:
                 ),
             )
         )
-    return tuple(parsed) if parsed else None
+    return tuple(parsed)  # no terms: a required affinity that nothing satisfies
 
 
 def parse(storage: Mapping[str, Any], field: str = "spec.storage") -> Selection:

@@ -81,7 +81,12 @@ def affinity(*terms):
             False,
         ),
         (affinity({}), False),  # an empty term matches nothing
-        (affinity(), True),  # no terms: no constraint
+        # a required affinity with no terms matches no node (Kubernetes' NodeSelector.Match)
+        (affinity(), False),
+        (
+            {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}},
+            False,
+        ),
         ({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}, True),
         # nodeSelector and affinity both apply
         (
