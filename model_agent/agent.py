@@ -303,8 +303,8 @@ class Agent:
             lane.selected = False
             return
         model, invalid = lane.model, lane.invalid
-        if model is not None and not model.handled:
-            return  # pvc:// belongs to OME's controller
+        # pvc:// belongs to OME's controller and never selects this node: a model switched to
+        # it is no longer ours, so what an earlier URI placed here goes as when unselected.
         selected = self._selects(lane)
         was_selected, lane.selected = lane.selected, selected
         if not selected:
@@ -325,8 +325,7 @@ class Agent:
 
     async def _failed(self, lane: Lane, work: str, failure: BaseException) -> None:
         ref = lane.ref
-        if work == SYNC:
-            lane.attempts += 1
+        lane.attempts += 1  # deletes back off too: a failing delete must not retry every 2 s
         verdict = agent_lanes.judge(
             failure,
             attempts=lane.attempts,

@@ -271,8 +271,8 @@ class Work(agent_reporter.Reporter):
             candidates[model.path] = await asyncio.to_thread(
                 _has_agent_files, model.path, self.state_dir
             )
-        if model is not None and model.scheme not in ("hf", "oci"):
-            candidates = dict.fromkeys(candidates, False)  # local:// and vendor:// never
+        if model is not None and model.scheme in ("local", "vendor"):
+            candidates = dict.fromkeys(candidates, False)  # the admin's files, never ours
         reserve = model.reserve if model is not None else bool(record and record.reserve)
         in_use = self._paths_in_use(ref)
         doomed = []
