@@ -31,6 +31,7 @@ from kubernetes_asyncio import client
 from model_agent import (
     agent_lanes,
     agent_startup,
+    agent_watchdog,
     agent_work,
     errors,
     metrics,
@@ -66,6 +67,7 @@ class Agent:
         failed_retry: float = 1800.0,
         post_events: bool = True,
         repair_interval: float = 60.0,
+        stuck_after: float | None = None,
     ) -> None:
         self.config = config
         self.node_name = config.require_node_name()
@@ -76,6 +78,8 @@ class Agent:
         self.max_attempts, self.retry_base, self.retry_max = max_attempts, retry_base, retry_max
         self.failed_retry = failed_retry
         self.repair_interval = repair_interval
+        self.stuck_after = stuck_after or agent_watchdog.STALL_FACTOR * config.stall_timeout
+        self.stuck_restarts = 0
         self.cm = configmap.ConfigMapWriter(
             api, namespace=config.namespace, node_name=self.node_name, recorder=recorder
         )
@@ -169,6 +173,13 @@ class Agent:
             self.submit(None, body)
         self._background.append(asyncio.create_task(self._watch_node(), name="node-watch"))
         self._background.append(asyncio.create_task(self._flush_loop(), name="report-flush"))
+        watchdog = agent_watchdog.watch(
+            lanes=self.lanes.values,
+            stuck_after=self.stuck_after,
+            restart=self._restart,
+            stop=self._stop_event,
+        )
+        self._background.append(asyncio.create_task(watchdog, name="lane-watchdog"))
         self._started = True
         logger.info(
             "agent started on node %s with %d models known", self.node_name, len(self.lanes)
@@ -205,6 +216,7 @@ class Agent:
             "queue_depth": self._slots.waiting,
             "active_workers": self._slots.active,
             "models": len(self.lanes),
+            "stuck_restarts": self.stuck_restarts,
             "last_success": self.last_success,
             "last_error": self.last_error,
         }
@@ -267,6 +279,7 @@ class Agent:
         while lane.wanted is not None and not self._stopping:
             work, lane.wanted = lane.wanted, None
             lane.running, lane.running_model = work, lane.model
+            lane.active_at = time.monotonic()
             task = asyncio.create_task(self._execute(lane, work))
             lane.task = task
             try:
@@ -319,7 +332,9 @@ class Agent:
         if invalid is not None or model is None:
             raise invalid or errors.InvalidSpecError("spec missing")
         context = agent_work.WorkContext(
-            on_progress=lambda p: self._on_progress(lane, p), download_slot=self._slots.slot
+            on_progress=lambda p: self._on_progress(lane, p),
+            on_activity=lambda: setattr(lane, "active_at", time.monotonic()),
+            download_slot=lambda: agent_watchdog.lane_slot(self._slots, lane),
         )
         await self.work.sync(model, context)
 
@@ -376,6 +391,15 @@ class Agent:
                 self._kick(lane)
 
         lane.retry = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _restart(self, lane: Lane) -> None:
+        """Run a stuck lane's work again from the start."""
+        if lane.task is None or lane.running is None:
+            return
+        self.stuck_restarts += 1
+        lane.wanted = lane.wanted or lane.running
+        lane.active_at = time.monotonic()
+        lane.task.cancel()
 
     def _on_progress(self, lane: Lane, progress: report.Progress) -> None:
         lane.progress = progress

@@ -38,6 +38,8 @@ class Lane:
     progress: report.Progress | None = None
     progress_written: float = 0.0
     seen_at: float = 0.0  # monotonic time of the model's last event
+    active_at: float = 0.0  # monotonic time of the running task's last sign of progress
+    waiting_slot: bool = False  # the running task waits for a download slot
 
 
 class DownloadSlots:

@@ -53,6 +53,7 @@ class WorkContext:
     """Per-task knobs the lane hands in (progress is throttled by the agent)."""
 
     on_progress: Callable[[report.Progress], None] | None = None
+    on_activity: Callable[[], None] | None = None  # any sign of progress, even when quiet
     download_slot: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None
 
 
@@ -142,7 +143,7 @@ class Work(agent_reporter.Reporter):
             metrics_labels=metrics.ModelLabels(ref.kind, ref.namespace, ref.name),
             config_key=ref.configmap_key,
         )
-        callback = None if quiet else _progress_adapter(ctx.on_progress)
+        callback = _progress_adapter(None if quiet else ctx.on_progress, ctx.on_activity)
         slot = ctx.download_slot() if ctx.download_slot else contextlib.nullcontext()
         async with slot:
             result = await pipeline.pull(
@@ -337,11 +338,16 @@ def _record(model: spec.ModelSpec, *, owned: bool) -> disk.Record:
 
 def _progress_adapter(
     sink: Callable[[report.Progress], None] | None,
+    activity: Callable[[], None] | None,
 ) -> Callable[[pipeline.Progress], None] | None:
-    if sink is None:
+    if sink is None and activity is None:
         return None
 
     def adapt(progress: pipeline.Progress) -> None:
+        if activity is not None:
+            activity()
+        if sink is None:
+            return
         sink(
             report.Progress(
                 phase=progress.phase,

@@ -4,8 +4,8 @@ Pure: parsing of the selector fields into typed values (``InvalidSpecError`` nam
 and one function, ``matches``, of a fresh snapshot of the node. Kubernetes semantics: every
 nodeSelector pair must match; affinity terms are ORed, the requirements inside a term ANDed;
 ``matchFields`` supports ``metadata.name``; Gt/Lt compare integers; a term with no
-requirement, or a required affinity with no terms, matches nothing. Whether a storage scheme is handled at all (``pvc://`` never is)
-is decided by ``spec``, not here.
+requirement, or a required affinity with no terms, matches nothing. Whether a storage scheme
+is handled at all (``pvc://`` never is) is decided by ``spec``, not here.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class Harness:
 
     async def start(self, **kw) -> agent.Agent:
         options = {"retry_base": 0.05, "retry_max": 0.2, "failed_retry": 30.0}
-        extra = ("max_attempts", "repair_interval")
+        extra = ("max_attempts", "repair_interval", "stuck_after")
         options.update({k: kw.pop(k) for k in list(kw) if k in options or k in extra})
         instance = agent.Agent(config=self.settings(**kw), api=self.client, **options)
         self.agents.append(instance)

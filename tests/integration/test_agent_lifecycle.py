@@ -10,6 +10,7 @@ the model, and reported by the liveness probe until it moves again.
 from __future__ import annotations
 
 import asyncio
+import base64
 
 from tests.integration.test_agent import basemodel, model_files, status_of, world  # noqa: F401
 
@@ -47,3 +48,25 @@ async def test_switching_a_model_to_pvc_removes_what_the_old_uri_placed(world, t
     instance.submit("MODIFIED", updated)
     await world.until(lambda: world.entry(KEY) is None and world.label(LABEL) is None)
     assert not (world.root / KEY).exists()
+
+
+async def test_a_lane_stuck_on_a_request_that_never_answers_is_restarted(world, tmp_path, caplog):  # noqa: F811
+    world.hub.add_repo("org/m", model_files(tmp_path))
+    world.kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "hf-token", "namespace": "default"},
+            "data": {"token": base64.b64encode(b"hf_sometoken12").decode()},
+        }
+    )
+    # The first read of the Secret hangs far past the watchdog's limit; the retry answers.
+    world.kube.slow_next(1, 60.0, path_contains="/secrets/")
+    instance = await world.start(stuck_after=1.0)
+    world.create(instance, basemodel("m", "hf://org/m", key="hf-token"))
+    await world.until(lambda: status_of(world, KEY) == "Ready")
+    assert instance.health()["stuck_restarts"] == 1
+    assert any(
+        "default.basemodel.m" in r.getMessage() and "restarting it" in r.getMessage()
+        for r in caplog.records
+    )
