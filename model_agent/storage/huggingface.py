@@ -4,7 +4,8 @@
 at that sha (``HfApi.list_repo_tree``, recursive) for sizes, LFS sha256 and git blob sha1. Both
 SDK calls are synchronous and run in a thread, against the endpoint given explicitly (default
 ``HF_ENDPOINT``). Data requests go to ``/{repo}/resolve/{sha}/{path}``: a moved branch cannot
-mix two commits. The token is sent to the hub host only: the engine drops it on the redirect
+mix two commits. URLs and headers (user agent, token rules) come from the library's own
+``hf_hub_url`` and ``build_hf_headers``, as its downloads do. The token is sent to the hub host only: the engine drops it on the redirect
 to the CDN. Errors: 401, 403, 404 (repo / revision) and gated repos each raise their own
 message; 429 and 5xx are retryable.
 """
@@ -16,10 +17,12 @@ import logging
 import random
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
+import huggingface_hub
 from huggingface_hub import HfApi, hf_api
 from huggingface_hub import errors as hf_errors
+from huggingface_hub import utils as hf_utils
 
 from model_agent import checksums, errors, uris
 from model_agent.storage import base
@@ -104,6 +107,11 @@ class HuggingFaceBackend:
         self.endpoint = endpoint.rstrip("/")
         self._token = token
         self._host = urlsplit(self.endpoint).netloc.lower()
+        # token=False: never the library's own fallback to HF_TOKEN or a cached login; the
+        # agent decides which token (if any) is used.
+        self._headers = hf_utils.build_hf_headers(
+            token=token or False, library_name="model-agent"
+        )
         self.commit: str | None = None
 
     def __repr__(self) -> str:  # never show the token
@@ -156,13 +164,10 @@ class HuggingFaceBackend:
     async def request(self, file: base.RemoteFile, *, start: int, end: int) -> base.HTTPRequest:
         if self.commit is None:
             raise RuntimeError("pin() first")
-        url = (
-            f"{self.endpoint}/{quote(self.repo_id, safe='/')}/resolve/{self.commit}/"
-            f"{quote(file.key, safe='/')}"
+        url = huggingface_hub.hf_hub_url(
+            self.repo_id, file.key, revision=self.commit, endpoint=self.endpoint
         )
-        headers = {"Range": base.range_header(start, end)}
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
+        headers = {**self._headers, "Range": base.range_header(start, end)}
         return base.HTTPRequest(url=url, headers=headers, auth_hosts=frozenset({self._host}))
 
     def check_response(self, file: base.RemoteFile, headers: Mapping[str, str]) -> None:

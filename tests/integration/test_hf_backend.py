@@ -31,6 +31,7 @@ from model_agent.storage import huggingface
 from tests.harness import hub, modelfiles
 
 REPO = "org/tiny"
+CDN = "127.0.0.2"
 LABELS = metrics.ModelLabels("ClusterBaseModel", "", "tiny")
 
 
@@ -106,6 +107,13 @@ async def test_multi_file_model_pulls_in_parts_with_every_sha256_matching(
     ranges = [r.range for r in hf_hub.log if r.host.startswith("127.0.0.2") and shard in r.path]
     assert len(ranges) >= 3 and all(r and r.startswith("bytes=") for r in ranges)
     assert not hf_hub.cdn_saw_authorization()
+    # Data requests are built by huggingface_hub itself (hf_hub_url, build_hf_headers): the
+    # library's user agent on the hub's resolve requests, as its own downloads send.
+    resolves = [r for r in hf_hub.log if "/resolve/" in r.path and not r.host.startswith(CDN)]
+    assert resolves
+    for record in resolves:
+        agent = {k.lower(): v for k, v in record.headers.items()}.get("user-agent", "")
+        assert agent.startswith("model-agent/") and "hf_hub/" in agent, agent
     assert not (dest / staging.STAGING_NAME).exists()
     assert not [p for p in all_files(tmp_path) if "incomplete" in p.name or p.suffix == ".part"]
     registry = recorder.registry
