@@ -49,17 +49,15 @@ class HealthServer:
         self.check_timeout = check_timeout
         self._runners: list[web.AppRunner] = []
         self._warn = logs.Throttle(60.0)  # a failing probe logs once a minute, not per probe
-        self._sites: list[web.TCPSite] = []
 
     @property
     def ports(self) -> list[int]:
         """Bound ports: ``[port]`` or ``[port, metrics_port]`` (after ``start()``)."""
         bound: list[int] = []
-        for site in self._sites:
-            server = site._server  # aiohttp keeps the asyncio Server here
-            for sock in getattr(server, "sockets", None) or ():
-                bound.append(int(sock.getsockname()[1]))
-                break
+        for runner in self._runners:
+            addresses = runner.addresses  # (host, port, ...) of each socket the runner serves
+            if addresses:
+                bound.append(int(addresses[0][1]))
         return bound
 
     def _main_app(self) -> web.Application:
@@ -116,15 +114,13 @@ class HealthServer:
                 )
                 await runner.setup()
                 self._runners.append(runner)
-                site = web.TCPSite(runner, self.host, port)
-                await site.start()
-                self._sites.append(site)
+                await web.TCPSite(runner, self.host, port).start()
         except BaseException:
             await self.stop()
             raise
         logger.info("serving health and metrics", extra={"ports": ",".join(map(str, self.ports))})
 
     async def stop(self) -> None:
-        runners, self._runners, self._sites = self._runners, [], []
+        runners, self._runners = self._runners, []
         for runner in runners:
             await runner.cleanup()

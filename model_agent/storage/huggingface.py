@@ -109,9 +109,7 @@ class HuggingFaceBackend:
         self._host = urlsplit(self.endpoint).netloc.lower()
         # token=False: never the library's own fallback to HF_TOKEN or a cached login; the
         # agent decides which token (if any) is used.
-        self._headers = hf_utils.build_hf_headers(
-            token=token or False, library_name="model-agent"
-        )
+        self._headers = hf_utils.build_hf_headers(token=token or False, library_name="model-agent")
         self.commit: str | None = None
 
     def __repr__(self) -> str:  # never show the token

@@ -35,7 +35,6 @@ from urllib.parse import quote, urlsplit
 
 import oci
 import yarl
-from oci._vendor import requests as oci_requests
 
 from model_agent import errors, uris
 from model_agent.storage import base, oci_auth, oci_checksums
@@ -52,6 +51,23 @@ _API_ATTEMPTS = 3
 _HEAD_CONCURRENCY = 8
 _TIMEOUT = (10.0, 60.0)  # connect, read (seconds) for SDK calls
 _MAX_PAGES = 100_000
+
+
+@dataclasses.dataclass
+class _SignableGet:
+    """The request shape the SDK's signers work on (method, url, path_url, headers, body),
+    so a data GET is signed through the signer's public call, not the SDK's vendored HTTP
+    library. Header names are lower case; the signer adds date and host."""
+
+    url: str
+    headers: dict[str, str]
+    method: str = "GET"
+    body: None = None
+
+    @property
+    def path_url(self) -> str:
+        parts = urlsplit(self.url)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,12 +321,12 @@ class OCIBackend:
         return str(yarl.URL(url))
 
     def _sign(self, url: str, range_value: str) -> tuple[str, dict[str, str]]:
-        prepared = oci_requests.Request("GET", url, headers={"Range": range_value}).prepare()
-        self._signer(prepared)
+        request = _SignableGet(url, {"range": range_value})
+        self._signer(request)  # every SDK signer signs a request object in place
         headers = {
-            str(k): str(v) for k, v in prepared.headers.items() if str(k).lower() != "content-type"
+            str(k): str(v) for k, v in request.headers.items() if str(k).lower() != "content-type"
         }
-        return str(prepared.url), headers
+        return url, headers
 
     async def request(self, file: base.RemoteFile, *, start: int, end: int) -> base.HTTPRequest:
         url, headers = await asyncio.to_thread(
