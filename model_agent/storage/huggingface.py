@@ -5,9 +5,9 @@ at that sha (``HfApi.list_repo_tree``, recursive) for sizes, LFS sha256 and git 
 SDK calls are synchronous and run in a thread, against the endpoint given explicitly (default
 ``HF_ENDPOINT``). Data requests go to ``/{repo}/resolve/{sha}/{path}``: a moved branch cannot
 mix two commits. URLs and headers (user agent, token rules) come from the library's own
-``hf_hub_url`` and ``build_hf_headers``, as its downloads do. The token is sent to the hub host only: the engine drops it on the redirect
-to the CDN. Errors: 401, 403, 404 (repo / revision) and gated repos each raise their own
-message; 429 and 5xx are retryable.
+``hf_hub_url`` and ``build_hf_headers``, as its downloads do. The token is sent to the hub
+host only: the engine drops it on the redirect to the CDN. Errors: 401, 403, 404 (repo /
+revision) and gated repos each raise their own message; 429 and 5xx are retryable.
 """
 
 from __future__ import annotations
