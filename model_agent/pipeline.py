@@ -34,9 +34,6 @@ __all__ = [
     "Progress",
     "PullRequest",
     "PullResult",
-    "forget",
-    "is_complete",
-    "load_config",
     "pull",
 ]
 
@@ -68,20 +65,6 @@ class PullResult:
     bytes_downloaded: int
     files: int
     bytes_hashed: int = 0
-
-
-def is_complete(destination: pathlib.Path, *, state_dir: pathlib.Path) -> bool:
-    stored = manifest.load(destination, state_dir=state_dir)
-    return stored is not None and manifest.matches_disk(stored)
-
-
-def load_config(destination: pathlib.Path, *, state_dir: pathlib.Path) -> dict[str, Any] | None:
-    stored = manifest.load(destination, state_dir=state_dir)
-    return dict(stored.config) if stored is not None and stored.config is not None else None
-
-
-def forget(destination: pathlib.Path, *, state_dir: pathlib.Path) -> None:
-    manifest.forget(destination, state_dir=state_dir)
 
 
 def request_key(request: PullRequest) -> str:

@@ -33,7 +33,6 @@ __all__ = [
     "is_model_label",
     "node_label_key",
     "node_label_patch",
-    "parse_entry",
     "truncate_with_hash",
 ]
 
@@ -164,19 +163,6 @@ def entry(
     if message:
         value["message"] = message[:_MAX_MESSAGE]
     return json.dumps(value, separators=(",", ":"), sort_keys=False)
-
-
-def parse_entry(text: str | None) -> dict[str, Any] | None:
-    """A ConfigMap entry as a dict, or None when it is missing or not an entry object."""
-    if not text or len(text) > 1_000_000:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(value, dict) or not isinstance(value.get("status"), str):
-        return None
-    return value
 
 
 def configmap_patch(key: str, value: str | None) -> dict[str, Any]:

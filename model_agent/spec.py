@@ -8,8 +8,9 @@ Destination rules:
 - no ``spec.storage.path``: ``<models-root-dir>/<ConfigMap key>`` (unique per model, stable);
 - an explicit path must be absolute, free of ``.``/``..`` segments, backslashes and control
   characters, and must not be ``/``, the models root itself, or inside the agent's state
-  directory ``<models-root-dir>/.model-agent``. It may lie outside the models root (OME lets
-  operators point models at any host directory).
+  directory ``<models-root-dir>/.model-agent``, and must lie under the models root (the one
+  host directory the agent may write and delete in: a namespaced BaseModel must not be able
+  to point it at ``/etc``).
 """
 
 from __future__ import annotations
@@ -86,7 +87,6 @@ class ModelSpec:
     storage_uri: str
     uri: uris.StorageURI
     path: str
-    path_explicit: bool
     parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
     secret_name: str | None = None
     placement: selection.Selection = dataclasses.field(default_factory=selection.Selection)
@@ -196,7 +196,7 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _destination(storage: Mapping[str, Any], ref: ModelRef, root: str) -> tuple[str, bool]:
+def _destination(storage: Mapping[str, Any], ref: ModelRef, root: str) -> str:
     root = _normal_absolute(root, "--models-root-dir")
     state = posixpath.join(root, STATE_DIR_NAME)
     raw = storage.get("path")
@@ -204,7 +204,7 @@ def _destination(storage: Mapping[str, Any], ref: ModelRef, root: str) -> tuple[
         path = posixpath.join(root, ref.configmap_key)
         if not _inside(path, root) or path == root or _inside(path, state):
             raise _bad("spec.storage.path", "absent, and the default path escapes the root")
-        return path, False
+        return path
     if not isinstance(raw, str):
         raise _bad("spec.storage.path", "must be a string")
     path = _normal_absolute(raw, "spec.storage.path")
@@ -218,7 +218,7 @@ def _destination(storage: Mapping[str, Any], ref: ModelRef, root: str) -> tuple[
         )
     if _inside(path, state):
         raise _bad("spec.storage.path", f"{path!r} is inside the agent's state directory")
-    return path, True
+    return path
 
 
 def parse(body: Mapping[str, Any], *, models_root_dir: str) -> ModelSpec:
@@ -248,7 +248,7 @@ def parse(body: Mapping[str, Any], *, models_root_dir: str) -> ModelSpec:
         raise _bad(
             "spec.storage.downloadPolicy", f"{policy!r} is not AlwaysDownload or ReuseIfExists"
         )
-    path, explicit = _destination(storage, ref, models_root_dir)
+    path = _destination(storage, ref, models_root_dir)
     metadata = body.get("metadata") or {}
     # Only the two keys the agent reads: other labels and annotations (kubectl's
     # last-applied-configuration can be large) are none of its business.
@@ -264,7 +264,6 @@ def parse(body: Mapping[str, Any], *, models_root_dir: str) -> ModelSpec:
         storage_uri=storage_uri,
         uri=uri,
         path=path,
-        path_explicit=explicit,
         parameters=parameters,
         secret_name=secret,
         placement=selection.parse(storage),

@@ -66,8 +66,3 @@ def api_error(exc: BaseException, what: str) -> errors.AgentError:
     if status == 404:
         return errors.NotFoundError(f"{what}: not found")
     return errors.PermanentError(f"{what}: HTTP {status}")
-
-
-def retryable(exc: BaseException) -> bool:
-    """Whether an API call that raised ``exc`` may succeed if tried again."""
-    return api_error(exc, "").retryable

@@ -99,10 +99,6 @@ class NodeClient:
                 repaired += 1
         return repaired
 
-    def forget(self, key: str) -> None:
-        """Drop what is known about a label (the next write goes to the server)."""
-        self._written.pop(key, None)
-
     async def flush(self) -> int:
         for key in list(self.pending):
             try:

@@ -138,14 +138,9 @@ class OCIBackend:
         self._client: Any = None
         self.endpoint: str | None = None
         self._host = ""
-        self.sources: dict[str, str] = {}  # object path -> checksum source (for the report)
 
     def __repr__(self) -> str:
         return f"OCIBackend({self.uri!r}, auth={self._auth.mode!r}, endpoint={self.endpoint!r})"
-
-    @property
-    def auth_mode(self) -> str:
-        return self._auth.mode
 
     # -- pinning (SDK, in threads) ----------------------------------------------------------------
     def _connect(self) -> None:
@@ -287,7 +282,6 @@ class OCIBackend:
             headers = known.get(item.name)
             promised = oci_checksums.promise(item.size, item.md5, headers)
             path = item.name[len(root) :]
-            self.sources[path] = promised.source
             if promised.source == "size-only":
                 log.warning(
                     "%s: %s; only its size will be verified (size_only)",

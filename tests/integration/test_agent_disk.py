@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from model_agent import agent_disk, manifest, pipeline
+from model_agent import agent_disk, manifest
 
 
 def record(**changes) -> agent_disk.Record:
@@ -83,8 +83,9 @@ def test_a_moved_manifest_makes_the_final_path_complete(tmp_path):
     agent_disk.exchange(staged, final)
     config = agent_disk.relocate_manifest(staged, final, state_dir=state, config_key="key")
     assert config is not None and config["artifact"]["parentPath"] == {"key": str(final)}
-    assert pipeline.is_complete(final, state_dir=state)
-    assert not pipeline.is_complete(staged, state_dir=state)
+    moved = manifest.load(final, state_dir=state)
+    assert moved is not None and manifest.matches_disk(moved)
+    assert manifest.load(staged, state_dir=state) is None
 
 
 def test_remove_tree_handles_files_trees_and_missing_paths(tmp_path):

@@ -25,7 +25,7 @@ import prometheus_client
 import pytest
 from aiohttp import web
 
-from model_agent import errors, metrics, pipeline, settings, verify
+from model_agent import errors, manifest, metrics, pipeline, settings, verify
 from model_agent.download import staging
 from model_agent.storage import huggingface
 from tests.harness import hub, modelfiles
@@ -137,10 +137,9 @@ async def test_complete_model_reruns_with_nothing_downloaded_or_hashed(
     assert (again.bytes_downloaded, again.bytes_hashed) == (0, 0)
     assert again.config == first.config
     assert len(hf_hub.log) == requests
-    assert pipeline.is_complete(tmp_path / "dest", state_dir=tmp_path / "state")
-    assert pipeline.load_config(tmp_path / "dest", state_dir=tmp_path / "state") == first.config
-    pipeline.forget(tmp_path / "dest", state_dir=tmp_path / "state")
-    assert not pipeline.is_complete(tmp_path / "dest", state_dir=tmp_path / "state")
+    stored = manifest.load(tmp_path / "dest", state_dir=tmp_path / "state")
+    assert stored is not None and manifest.matches_disk(stored)
+    assert stored.config == first.config
 
 
 async def test_files_already_in_place_are_hashed_not_downloaded(
@@ -148,7 +147,7 @@ async def test_files_already_in_place_are_hashed_not_downloaded(
 ) -> None:
     hf_hub.add_repo(REPO, source)
     await do_pull(hf_hub, tmp_path)
-    pipeline.forget(tmp_path / "dest", state_dir=tmp_path / "state")
+    manifest.forget(tmp_path / "dest", state_dir=tmp_path / "state")
     again = await do_pull(hf_hub, tmp_path)
     assert again.bytes_downloaded == 0 and again.bytes_hashed > 0
 

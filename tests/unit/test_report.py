@@ -169,21 +169,6 @@ def test_unknown_status_is_rejected():
         report.entry("m", "Deleted")
 
 
-@pytest.mark.parametrize(
-    ("text", "status"),
-    [
-        ('{"name":"m","status":"Ready"}', "Ready"),
-        ("not json", None),
-        ("[1]", None),
-        ('{"name":"m"}', None),
-        (None, None),
-    ],
-)
-def test_parse_entry_tolerates_foreign_values(text, status):
-    parsed = report.parse_entry(text)
-    assert (parsed or {}).get("status") == status
-
-
 def test_patches_touch_one_key_only():
     assert report.configmap_patch("k", None) == {"data": {"k": None}}
     assert report.node_label_patch({"a": "Ready", "b": None}) == {

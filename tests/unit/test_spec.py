@@ -36,7 +36,6 @@ def test_a_basemodel_gets_a_default_path_named_by_its_configmap_key():
     assert parsed.ref.key == ("BaseModel", "default", "llama")
     assert parsed.ref.uid == "u-1"
     assert parsed.path == "/mnt/models/default.basemodel.llama"
-    assert not parsed.path_explicit
     assert parsed.model_format == "safetensors"
     assert parsed.serving and parsed.analyse and not parsed.reserve
     assert parsed.download_policy == "AlwaysDownload"
@@ -55,7 +54,6 @@ def test_a_clusterbasemodel_has_no_namespace_even_if_one_is_sent():
 def test_explicit_paths_are_normalised_and_must_live_under_the_root():
     parsed = spec.parse(body(path=ROOT + "//llama/"), models_root_dir=ROOT)
     assert parsed.path == ROOT + "/llama"
-    assert parsed.path_explicit
     with pytest.raises(errors.InvalidSpecError, match="outside --models-root-dir"):
         spec.parse(body(path="/etc/ssh"), models_root_dir=ROOT)
     with pytest.raises(errors.InvalidSpecError, match="outside --models-root-dir"):
