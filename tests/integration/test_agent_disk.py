@@ -9,6 +9,8 @@ removal tolerates missing paths and removes files and trees.
 from __future__ import annotations
 
 import dataclasses
+import sys
+import threading
 
 from model_agent import agent_disk, manifest
 
@@ -42,12 +44,50 @@ def test_records_round_trip_and_unreadable_ones_are_skipped(tmp_path):
     assert [r.config_key for r in agent_disk.load_records(tmp_path)] == ["clusterbasemodel.x"]
 
 
-def test_exchange_swaps_two_directories(tmp_path):
+_RENAMES: list[tuple[str, ...]] | None = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _RENAMES is not None and event in ("os.rename", "os.replace"):
+        _RENAMES.append(tuple(str(a) for a in args[:2]))
+
+
+sys.addaudithook(_audit)  # permanent for the process; records only while _RENAMES is a list
+
+
+def test_exchange_swaps_two_directories_in_one_atomic_rename(tmp_path):
+    """The switch is one renameat2(RENAME_EXCHANGE): no os.rename runs (the three-rename
+    fallback would leave a moment with nothing at the path), and a reader polling the path
+    from another thread never finds it missing."""
+    global _RENAMES
     current, new = tmp_path / "model", agent_disk.sibling(tmp_path / "model")
     current.mkdir()
     (current / "version").write_text("old")
     new.mkdir()
     (new / "version").write_text("new")
+    missing, done = [], threading.Event()
+
+    def observe() -> None:
+        while not done.is_set():
+            try:
+                (current / "version").read_text()
+            except FileNotFoundError:
+                missing.append(True)
+
+    reader = threading.Thread(target=observe)
+    reader.start()
+    _RENAMES = []
+    try:
+        for _ in range(50):  # swap back and forth while the reader polls
+            agent_disk.exchange(new, current)
+        renames = list(_RENAMES)
+    finally:
+        _RENAMES = None
+        done.set()
+        reader.join()
+    assert renames == []
+    assert not missing
+    assert (current / "version").read_text() == "old"  # an even number of swaps
     agent_disk.exchange(new, current)
     assert (current / "version").read_text() == "new"
     assert (new / "version").read_text() == "old"
