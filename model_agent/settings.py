@@ -241,7 +241,7 @@ FLAGS: tuple[Flag, ...] = (
         "--max-concurrent-reconciles",
         "10",
         _positive_int,
-        "Models whose events are processed at once (queued work beyond it waits).",
+        "Model removals (deletes, unselections) run at once; more wait. Downloads: --num-download-worker.",
         ("MODEL_AGENT_MAX_CONCURRENT_RECONCILES",),
     ),
     Flag(
