@@ -241,7 +241,7 @@ FLAGS: tuple[Flag, ...] = (
         "--max-concurrent-reconciles",
         "10",
         _positive_int,
-        "Model removals (deletes, unselections) run at once; more wait. Downloads: --num-download-worker.",
+        "Model removals (deletes, unselections) run at once; more wait.",
         ("MODEL_AGENT_MAX_CONCURRENT_RECONCILES",),
     ),
     Flag(
