@@ -3,16 +3,21 @@
 #   docker build -t model-agent:0.1.0 .
 #   docker run --rm model-agent:0.1.0 --help
 # Stage 1 builds wheels for the package and every dependency; stage 2 installs only those
-# wheels on a slim Python, with no compiler, no pip cache and no source tree.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# wheels on a slim Python, with no compiler, no pip cache and no source tree. The base image is
+# pinned by digest and the dependencies by requirements.lock (versions and hashes), so two
+# builds of one commit install the same bytes. To move the base: docker buildx imagetools
+# inspect python:3.11-slim-bookworm, then put the new tag and digest here.
+ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+COPY requirements.lock ./
+RUN python -m pip wheel --wheel-dir /wheels --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY model_agent ./model_agent
 COPY handlers ./handlers
-RUN python -m pip wheel --wheel-dir /wheels .
+RUN python -m pip wheel --wheel-dir /wheels --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
