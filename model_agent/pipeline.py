@@ -87,12 +87,17 @@ def _backend(request: PullRequest, config: settings.Settings) -> base.Backend:
 
         token = request.parameters.get("token") or request.token or config.hf_token
         endpoint = request.parameters.get("endpoint") or config.hf_endpoint
-        return huggingface.HuggingFaceBackend(request.uri, endpoint=endpoint, token=token)
+        return huggingface.HuggingFaceBackend(
+            request.uri, endpoint=endpoint, token=token, egress=config.egress
+        )
     if parsed.scheme == "oci":
         from model_agent.storage import oci
 
         return oci.OCIBackend(
-            request.uri, parameters=request.parameters, config_file=config.oci_config_file
+            request.uri,
+            parameters=request.parameters,
+            config_file=config.oci_config_file,
+            egress=config.egress,
         )
     raise errors.UnsupportedStorageError(
         f"model-agent pull does not download {parsed.scheme}:// sources yet ({request.uri})"
@@ -240,6 +245,7 @@ async def _transfer(
         multipart_threshold=config.multipart_threshold,
         stall_timeout=config.stall_timeout,
         part_retries=config.download_retry + 2,
+        egress=config.egress,
     )
     labels = request.metrics_labels
 

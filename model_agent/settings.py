@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from model_agent import errors
+from model_agent.egress import policy
 
 __all__ = [
     "FLAGS",
@@ -221,6 +222,33 @@ FLAGS: tuple[Flag, ...] = (
         _TUNING,
     ),
     Flag(
+        "data_proxy",
+        "--data-proxy",
+        None,
+        _text,
+        "Proxy for model bytes only (URL, or 'direct'); default: HTTPS_PROXY/HTTP_PROXY.",
+        ("MODEL_AGENT_DATA_PROXY",),
+        _TUNING,
+    ),
+    Flag(
+        "data_no_proxy",
+        "--data-no-proxy",
+        None,
+        _text,
+        "NO_PROXY list for model bytes only; default: NO_PROXY.",
+        ("MODEL_AGENT_DATA_NO_PROXY",),
+        _TUNING,
+    ),
+    Flag(
+        "ca_bundle",
+        "--ca-bundle",
+        None,
+        _text,
+        "PEM CA bundle every TLS connection trusts; default: SSL_CERT_FILE, REQUESTS_CA_BUNDLE.",
+        ("MODEL_AGENT_CA_BUNDLE",),
+        _TUNING,
+    ),
+    Flag(
         "num_download_worker",
         "--num-download-worker",
         "5",
@@ -329,6 +357,9 @@ class Settings:
     multipart_concurrency: int = 4
     multipart_threshold: int = 200 * 1024**2
     stall_timeout: float = 60.0
+    data_proxy: str | None = None
+    data_no_proxy: str | None = None
+    ca_bundle: str | None = None
     num_download_worker: int = 5
     node_label_retry: int = 5
     max_concurrent_reconciles: int = 10
@@ -345,6 +376,9 @@ class Settings:
     hf_endpoint: str = "https://huggingface.co"
     oci_config_file: str | None = None
     instance_type_map: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Proxies and CAs for every request (``egress.policy``), from the flags above and the
+    #: environment's HTTPS_PROXY/HTTP_PROXY/NO_PROXY/SSL_CERT_FILE.
+    egress: policy.Egress = dataclasses.field(default_factory=policy.Egress)
 
     def require_node_name(self) -> str:
         if not self.node_name:
@@ -400,4 +434,10 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Sett
         values["oci_config_file"] = environ["OCI_CONFIG_FILE"]
     if environ.get("INSTANCE_TYPE_MAP"):
         values["instance_type_map"] = _parse_instance_type_map(environ["INSTANCE_TYPE_MAP"])
+    values["egress"] = policy.build(
+        environ,
+        data_proxy=values.get("data_proxy"),
+        data_no_proxy=values.get("data_no_proxy"),
+        ca_bundle=values.get("ca_bundle"),
+    )
     return Settings(**values)

@@ -35,6 +35,7 @@ import aiohttp
 
 from model_agent import errors, planning
 from model_agent.download import ranges, staging
+from model_agent.egress import clients, policy, trust
 from model_agent.storage import base
 
 __all__ = ["Engine", "Options", "UnexpectedStatusError", "new_session"]
@@ -71,11 +72,19 @@ class Options:
     backoff_cap: float = 30.0
     retry_after_cap: float = 300.0
     max_redirects: int = 5
+    egress: policy.Egress = dataclasses.field(default_factory=policy.Egress)
 
 
 def new_session(*, connections: int, options: Options) -> aiohttp.ClientSession:
-    """One pooled session per pull: kept-alive connections, no decompression, no env proxies."""
-    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, ttl_dns_cache=300)
+    """One pooled session per pull: kept-alive connections, no decompression. Proxies and CAs
+    come from ``options.egress`` (``egress.clients.data_route``), never from aiohttp's own
+    reading of the environment."""
+    connector = aiohttp.TCPConnector(
+        limit=connections,
+        limit_per_host=0,
+        ttl_dns_cache=300,
+        ssl=clients.ssl_context(options.egress.ca),
+    )
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
@@ -206,8 +215,19 @@ class Engine:
         url = request.url
         allowed = request.auth_hosts or frozenset({_host(url)})
         headers = dict(request.headers)
+        ca = self._options.egress.ca
         for _ in range(self._options.max_redirects + 1):
-            response = await self._session.get(url, headers=headers, allow_redirects=False)
+            route = clients.data_route(self._options.egress, url)
+            try:
+                response = await self._session.get(
+                    url, headers=headers, allow_redirects=False, proxy=route.proxy, ssl=route.ssl
+                )
+            except aiohttp.ClientConnectorCertificateError as exc:
+                raise clients.CertificateError(
+                    trust.certificate_message(_host(url), str(exc.certificate_error), ca)
+                ) from None
+            except aiohttp.ClientHttpProxyError as exc:
+                raise clients.proxy_error(exc.status, route.proxy, _host(url)) from None
             if response.status not in _REDIRECTS:
                 try:
                     yield response

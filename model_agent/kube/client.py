@@ -12,6 +12,7 @@ import aiohttp
 from kubernetes_asyncio import client, config
 
 from model_agent import errors
+from model_agent.egress import policy
 
 __all__ = ["api_error", "is_conflict", "is_not_found", "make_api_client", "status_of"]
 
@@ -34,7 +35,14 @@ async def make_api_client(environ: Mapping[str, str] | None = None) -> client.Ap
             raise errors.ConfigError(
                 f"no Kubernetes credentials: not in a pod and no usable kubeconfig ({exc})"
             ) from None
-    return client.ApiClient(configuration=configuration)
+    # HTTPS_PROXY/NO_PROXY as the rest of the agent reads them (curl's and Go's rules, CIDR and
+    # host:port entries included), not aiohttp's own reading of them (suffixes only, no ports).
+    configuration.proxy = policy.build(env).metadata_proxy(configuration.host)
+    api = client.ApiClient(configuration=configuration)
+    session = api.rest_client.pool_manager
+    if isinstance(session, aiohttp.ClientSession):
+        session._trust_env = False  # kubernetes-asyncio hard-codes True
+    return api
 
 
 def status_of(exc: BaseException) -> int | None:

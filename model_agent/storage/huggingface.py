@@ -25,6 +25,7 @@ from huggingface_hub import errors as hf_errors
 from huggingface_hub import utils as hf_utils
 
 from model_agent import checksums, errors, uris
+from model_agent.egress import clients, hub, policy
 from model_agent.storage import base
 
 __all__ = ["GatedRepoError", "HuggingFaceBackend"]
@@ -56,8 +57,25 @@ def _status(exc: hf_errors.HfHubHTTPError) -> tuple[int, Mapping[str, str]]:
     return int(getattr(response, "status_code", 0) or 0), dict(response.headers or {})
 
 
-def map_error(exc: Exception, *, uri: str, revision: str, has_token: bool) -> errors.AgentError:
+def map_error(
+    exc: Exception,
+    *,
+    uri: str,
+    revision: str,
+    has_token: bool,
+    egress: policy.Egress | None = None,
+    endpoint: str = "",
+) -> errors.AgentError:
     """One agent error per Hub failure, each with its own clear message (no token in it)."""
+    if egress is not None:
+        explained = clients.transport_error(
+            exc,
+            host=urlsplit(endpoint).netloc or uri,
+            proxy=egress.metadata_proxy(endpoint),
+            ca=egress.ca,
+        )
+        if explained is not None:
+            return explained
     if isinstance(exc, hf_errors.GatedRepoError):
         return GatedRepoError(
             f"{uri} is a gated repository: accept its terms on the Hub with the account whose "
@@ -99,6 +117,7 @@ class HuggingFaceBackend:
         *,
         endpoint: str,
         token: str | None = None,
+        egress: policy.Egress | None = None,
     ) -> None:
         parsed = uris.parse_hf(uri)
         self.uri = uri
@@ -106,6 +125,7 @@ class HuggingFaceBackend:
         self.revision = parsed.revision
         self.endpoint = endpoint.rstrip("/")
         self._token = token
+        self._egress = egress or policy.Egress()
         self._host = urlsplit(self.endpoint).netloc.lower()
         # token=False: never the library's own fallback to HF_TOKEN or a cached login; the
         # agent decides which token (if any) is used.
@@ -116,6 +136,7 @@ class HuggingFaceBackend:
         return f"HuggingFaceBackend({self.uri!r}, endpoint={self.endpoint!r})"
 
     def _list(self) -> tuple[str, list[hf_api.RepoFile]]:
+        hub.install(self._egress)
         api = HfApi(endpoint=self.endpoint, token=self._token or False, library_name="model-agent")
         info = api.model_info(self.repo_id, revision=self.revision, timeout=_API_TIMEOUT)
         sha = info.sha
@@ -131,7 +152,12 @@ class HuggingFaceBackend:
                 break
             except Exception as exc:  # mapped below; unknown errors re-raise
                 error = map_error(
-                    exc, uri=self.uri, revision=self.revision, has_token=bool(self._token)
+                    exc,
+                    uri=self.uri,
+                    revision=self.revision,
+                    has_token=bool(self._token),
+                    egress=self._egress,
+                    endpoint=self.endpoint,
                 )
                 if not error.retryable or attempt == _PIN_ATTEMPTS:
                     raise error from None

@@ -37,6 +37,7 @@ import oci
 import yarl
 
 from model_agent import errors, uris
+from model_agent.egress import clients, policy
 from model_agent.storage import base, oci_auth, oci_checksums
 
 __all__ = ["OCIBackend", "map_error"]
@@ -78,8 +79,25 @@ class _Listed:
     etag: str | None
 
 
-def map_error(exc: Exception, *, what: str, mode: str) -> errors.AgentError:
-    """One agent error per SDK failure: 404 bucket/object, 401 and 403 each say what to check."""
+def map_error(
+    exc: Exception,
+    *,
+    what: str,
+    mode: str,
+    egress: policy.Egress | None = None,
+    endpoint: str = "",
+) -> errors.AgentError:
+    """One agent error per SDK failure: 404 bucket/object, 401 and 403 each say what to check;
+    certificate and proxy failures say which setting to change (``egress``)."""
+    if egress is not None and not isinstance(exc, oci.exceptions.ServiceError):
+        explained = clients.transport_error(
+            exc,
+            host=urlsplit(endpoint).netloc or what,
+            proxy=egress.metadata_proxy(endpoint),
+            ca=egress.ca,
+        )
+        if explained is not None:
+            return explained
     if isinstance(exc, oci.exceptions.ServiceError):
         status, code = int(exc.status or 0), str(exc.code or "")
         headers = dict(exc.headers or {})
@@ -121,6 +139,7 @@ class OCIBackend:
         config_file: str | None = None,
         environ: Mapping[str, str] | None = None,
         signer_factory: oci_auth.SignerFactory | None = None,
+        egress: policy.Egress | None = None,
     ) -> None:
         parsed = uris.parse_oci(uri)
         params = dict(parameters or {})
@@ -134,6 +153,7 @@ class OCIBackend:
         override = params.get("endpoint") or env.get("OCI_OBJECT_STORAGE_ENDPOINT") or None
         self._override = override.rstrip("/") if override else None
         self._factory = signer_factory or oci_auth.build_credentials
+        self._egress = egress or policy.Egress()
         self._signer: Any = None
         self._client: Any = None
         self.endpoint: str | None = None
@@ -169,6 +189,7 @@ class OCIBackend:
             ) from None
         self._signer, self._client = credentials.signer, client
         self.endpoint = str(client.base_client.endpoint).rstrip("/")
+        clients.configure_requests_session(client.base_client.session, self._egress, self.endpoint)
         self._host = urlsplit(self.endpoint).netloc.lower()
 
     async def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -177,7 +198,13 @@ class OCIBackend:
             try:
                 return await asyncio.to_thread(func, *args, **kwargs)
             except Exception as exc:  # mapped; unknown errors re-raise from map_error
-                error = map_error(exc, what=what, mode=self._auth.mode)
+                error = map_error(
+                    exc,
+                    what=what,
+                    mode=self._auth.mode,
+                    egress=self._egress,
+                    endpoint=self.endpoint or "",
+                )
                 if not error.retryable or attempt == _API_ATTEMPTS:
                     raise error from None
                 assert isinstance(error, errors.RetryableError)

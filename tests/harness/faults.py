@@ -18,6 +18,7 @@ import dataclasses
 import fnmatch
 import pathlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -447,6 +448,8 @@ class ServerBase:
     def __init__(self) -> None:
         self.faults = Faults()
         self.log = RequestLog()
+        #: Serve HTTPS with this context (None: plain HTTP).
+        self.tls: ssl.SSLContext | None = None
         self._runners: list[web.AppRunner] = []
 
     def bytes_served(self, path_glob: str = "*") -> int:
@@ -495,7 +498,7 @@ class ServerBase:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, 0))
-            site = web.SockSite(runner, sock)
+            site = web.SockSite(runner, sock, ssl_context=self.tls)
             await site.start()
             ports.append((host, sock.getsockname()[1]))
         self._bound(ports)

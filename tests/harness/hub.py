@@ -20,6 +20,7 @@ import os
 import pathlib
 import re
 import secrets
+import ssl
 import threading
 import urllib.parse
 from collections.abc import Mapping
@@ -119,11 +120,24 @@ def _make_file(path: str, source: bytes | pathlib.Path, lfs_threshold: int) -> H
 class LocalHub(faults_mod.ServerBase):
     """The local Hub (``endpoint`` on 127.0.0.1) and its CDN (``cdn_endpoint`` on 127.0.0.2).
 
+    ``tls`` serves both over HTTPS; ``hub_name``/``cdn_name`` are the host names the endpoints
+    use instead of the addresses (names only a test proxy resolves, see ``forward_proxy``).
+
     ``tree_page_size`` (settable) is the number of entries per tree page.
     """
 
-    def __init__(self, *, tree_page_size: int = 1000) -> None:
+    def __init__(
+        self,
+        *,
+        tree_page_size: int = 1000,
+        tls: ssl.SSLContext | None = None,
+        hub_name: str | None = None,
+        cdn_name: str | None = None,
+    ) -> None:
         super().__init__()
+        self.tls = tls
+        self.hub_name = hub_name
+        self.cdn_name = cdn_name
         self.tree_page_size = tree_page_size
         self.endpoint = ""
         self.cdn_endpoint = ""
@@ -193,12 +207,12 @@ class LocalHub(faults_mod.ServerBase):
 
     @property
     def cdn_host(self) -> str:
-        return CDN_HOST
+        return self.cdn_name or CDN_HOST
 
     def cdn_saw_authorization(self) -> bool:
         """Whether any request that reached the CDN host carried an Authorization header."""
         return any(
-            r.host.startswith(CDN_HOST) and "authorization" in {k.lower() for k in r.headers}
+            r.host.startswith(self.cdn_host) and "authorization" in {k.lower() for k in r.headers}
             for r in list(self.log)
         )
 
@@ -212,8 +226,9 @@ class LocalHub(faults_mod.ServerBase):
 
     def _bound(self, ports: list[tuple[str, int]]) -> None:
         (hub_host, hub_port), (cdn_host, cdn_port) = ports
-        self.endpoint = f"http://{hub_host}:{hub_port}"
-        self.cdn_endpoint = f"http://{cdn_host}:{cdn_port}"
+        scheme = "https" if self.tls is not None else "http"
+        self.endpoint = f"{scheme}://{self.hub_name or hub_host}:{hub_port}"
+        self.cdn_endpoint = f"{scheme}://{self.cdn_name or cdn_host}:{cdn_port}"
 
     @staticmethod
     def _resolve(repo: _Repo, revision: str) -> str | None:
