@@ -101,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = _settings_from(args)
         logs.configure(level=config.log_level, fmt=config.log_format, node=config.node_name)
+        if args.command in ("run", "pull"):
+            from model_agent.egress import clients
+
+            clients.ssl_context(config.egress.ca)  # an unreadable CA bundle stops here, named
         if args.command == "run":
             from model_agent import cli_run
 

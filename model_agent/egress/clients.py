@@ -120,6 +120,7 @@ def transport_error(
 def configure_requests_session(session: Any, egress: policy.Egress, endpoint: str) -> None:
     """Apply the metadata policy to a requests ``Session`` that talks to ``endpoint`` only
     (the oci SDK's client session): its proxy, no environment guessing, the CA bundle."""
+    ssl_context(egress.ca)  # a bundle that cannot be read fails here, naming the setting
     proxy = egress.metadata_proxy(endpoint)
     session.trust_env = False
     session.proxies = {"http": proxy, "https": proxy} if proxy else {}

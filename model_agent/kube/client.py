@@ -37,7 +37,7 @@ async def make_api_client(environ: Mapping[str, str] | None = None) -> client.Ap
             ) from None
     # HTTPS_PROXY/NO_PROXY as the rest of the agent reads them (curl's and Go's rules, CIDR and
     # host:port entries included), not aiohttp's own reading of them (suffixes only, no ports).
-    configuration.proxy = policy.build(env).metadata_proxy(configuration.host)
+    configuration.proxy = policy.build(env).metadata_proxy(str(configuration.host or ""))
     api = client.ApiClient(configuration=configuration)
     session = api.rest_client.pool_manager
     if isinstance(session, aiohttp.ClientSession):

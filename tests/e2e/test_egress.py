@@ -1,19 +1,19 @@
 """Egress through a real forward proxy (proxy.py, a child process) and private CAs, with the real
 ``model-agent pull`` and ``model-agent run`` processes.
 
-Aspects (the hub and CDN names resolve only inside the proxy, so any request that went around
-it would fail): an HTTPS hub and CDN (certificates from a throw-away CA trusted through
-``SSL_CERT_FILE``) reached only through CONNECT tunnels of an authenticating proxy named in
-``HTTPS_PROXY``: the tunnels carry at least every byte the origin served, for both hosts, and the
-proxy password appears in no output; a ``NO_PROXY`` host (by CIDR) is reached directly
-(never in the proxy's log); a plain-HTTP origin through ``HTTP_PROXY`` is relayed by the proxy
-(its ``Via``), the token still only to the hub; corrupted bytes through the proxy never land; ``--data-proxy direct`` sends the bytes directly while metadata still
-uses the proxy; a wrong proxy password fails with 407 and no password in the message; a
-TLS-intercepting proxy (its own CA, the shape of a Dragonfly dfdaemon) in front of the hub: Range
-requests reach the origin intact, the token reaches the hub only, every file verifies; the
-same proxy whose CA the agent does not trust fails the pull with a message naming the
+The hub and CDN names resolve only inside the proxy, so a request that went around it would
+fail. Aspects: an HTTPS hub and CDN (a throw-away CA trusted through ``SSL_CERT_FILE``) reached
+through CONNECT tunnels of an authenticating proxy named in ``HTTPS_PROXY``: the tunnels carry
+at least every CDN byte, and the proxy password and the token appear in no output; a
+``NO_PROXY`` host (by CIDR) is reached directly, never in the proxy's log; a plain-HTTP origin
+through ``HTTP_PROXY`` is relayed by the proxy (its ``Via``), the token still only to the hub;
+``--data-proxy direct`` sends the bytes directly while metadata uses the proxy; a wrong proxy
+password fails with 407 and no password in the message; a TLS-intercepting proxy with its own CA
+(the shape of a Dragonfly dfdaemon) in front of the hub: Range requests reach the origin intact,
+the token reaches the hub, every file verifies; corrupted bytes through the proxy never land;
+the same proxy whose CA the agent does not trust fails the pull with a message naming the
 certificate problem and ``SSL_CERT_FILE``; ``model-agent run`` downloads through the proxy while
-the API server, listed in ``NO_PROXY``, is reached directly.
+the API server, listed in ``NO_PROXY`` by ``host:port``, is reached directly.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import forward_proxy, hub, modelfiles, proxy_names, tls
+from tests.e2e import test_pull_oci
+from tests.harness import forward_proxy, hub, modelfiles, objectstore, proxy_names, tls
 from tests.harness.operator import agent_process
 
 REPO = "org/model"
@@ -302,6 +303,38 @@ def test_a_proxy_whose_ca_is_not_trusted_fails_the_pull_naming_the_certificate_a
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_an_oci_pull_lists_heads_and_fetches_through_the_proxy_trusting_a_private_ca(
+    origin_ca: tls.CertificateAuthority, tmp_path: pathlib.Path
+) -> None:
+    store = objectstore.LocalObjectStore()
+    store.tls = origin_ca.server_context((HUB_NAME, "127.0.0.1"))
+    source = tmp_path / "source"
+    modelfiles.write_model(source, shards=2, tensors={"a": ("F32", [150_000])})
+    with store.serve_in_thread(), forward_proxy.ForwardProxy(tmp_path / "proxy") as proxy:
+        files = test_pull_oci.upload(store, source)
+        test_pull_oci.write_config(store, tmp_path)
+        endpoint = store.endpoint.replace("127.0.0.1", HUB_NAME)  # only the proxy resolves it
+        uri = f"oci://n/{store.namespace}/b/{test_pull_oci.BUCKET}/o/{test_pull_oci.PREFIX}"
+        dest = tmp_path / "out"
+        result = test_pull_oci.run(
+            tmp_path,
+            uri,
+            dest,
+            "--param", "auth=UserPrincipal", "--param", f"endpoint={endpoint}",
+            **{
+                **dict.fromkeys(_PROXY_VARIABLES, ""),
+                "HTTPS_PROXY": proxy.url,
+                "SSL_CERT_FILE": str(origin_ca.cert_path),
+            },
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        entries = proxy.wait_logged(1)
+    placed = {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert placed == files
+    assert store.log.matching(kind="data")
+    assert {e.split()[1] for e in entries} == {host_port(endpoint)}
+
+
 def test_run_downloads_through_the_proxy_and_reaches_the_api_server_directly(
     kube_api, tls_hub: hub.LocalHub, origin_ca: tls.CertificateAuthority, tmp_path: pathlib.Path
 ) -> None:
@@ -346,3 +379,21 @@ def test_run_downloads_through_the_proxy_and_reaches_the_api_server_directly(
     assert tunnel_bytes(proxy, host_port(tls_hub.cdn_endpoint)) >= served_by(
         tls_hub, tls_hub.cdn_host
     )
+
+
+@pytest.mark.parametrize(
+    ("extra_env", "args", "named"),
+    [
+        ({}, ("--ca-bundle", "/nonexistent/ca.pem"), "--ca-bundle"),
+        ({"SSL_CERT_FILE": "/nonexistent/ca.pem"}, (), "$SSL_CERT_FILE"),
+        ({"HTTPS_PROXY": "socks5://proxy:1080"}, (), "$HTTPS_PROXY"),
+        ({}, ("--data-proxy", "ftp://proxy"), "--data-proxy"),
+    ],
+)
+def test_a_bad_proxy_or_ca_setting_stops_the_command_at_start_naming_it(
+    tmp_path: pathlib.Path, extra_env: dict[str, str], args: tuple[str, ...], named: str
+) -> None:
+    env = clean_environment(tmp_path, **extra_env)
+    result = pull("http://127.0.0.1:9", tmp_path / "out", env, *args)
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr and "Traceback" not in result.stderr

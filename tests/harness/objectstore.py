@@ -203,7 +203,8 @@ class LocalObjectStore(faults_mod.ServerBase):
 
     def _bound(self, ports: list[tuple[str, int]]) -> None:
         host, port = ports[0]
-        self.endpoint = f"http://{host}:{port}"
+        scheme = "https" if self.tls is not None else "http"
+        self.endpoint = f"{scheme}://{host}:{port}"
 
     # -- handlers ------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
