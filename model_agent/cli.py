@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 failure (one-line reason on stderr), 2 usage or configu
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -91,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+log = logging.getLogger("model_agent.cli")
+
+
 def _settings_from(args: argparse.Namespace) -> settings.Settings:
     flags = {f.field: getattr(args, f.field, None) for f in settings.FLAGS}
     return settings.resolve(flags, os.environ)
@@ -102,9 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _settings_from(args)
         logs.configure(level=config.log_level, fmt=config.log_format, node=config.node_name)
         if args.command in ("run", "pull"):
-            from model_agent.egress import clients
+            from model_agent.egress import clients, policy
 
             clients.ssl_context(config.egress.ca)  # an unreadable CA bundle stops here, named
+            egress = config.egress
+            if egress.metadata.enabled or egress.data.enabled or config.ca_bundle:
+                log.info("%s", policy.describe(egress))
         if args.command == "run":
             from model_agent import cli_run
 

@@ -1,5 +1,6 @@
-"""Test-wide setup: no cluster or cloud credentials leak in from the environment, and every
-``tests/harness/fixtures_*.py`` module is a plugin whose fixtures every test can use."""
+"""Test-wide setup: no cluster or cloud credentials or proxies leak in from the environment,
+and every ``tests/harness/fixtures_*.py`` module is a plugin whose fixtures every test can
+use."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ for _variable in (
     "HUGGINGFACE_TOKEN",
     "HF_ENDPOINT",
     "OCI_CONFIG_FILE",
+    # a proxy of the machine running the tests must not reroute their loopback traffic
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "MODEL_AGENT_DATA_PROXY",
+    "MODEL_AGENT_DATA_NO_PROXY",
+    "MODEL_AGENT_CA_BUNDLE",
 ):
     os.environ.pop(_variable, None)
 os.environ.setdefault("HF_HUB_OFFLINE", "0")

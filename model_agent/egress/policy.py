@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from model_agent.egress import proxies, trust
 
-__all__ = ["DIRECT", "Egress", "build"]
+__all__ = ["DIRECT", "Egress", "build", "describe"]
 
 #: ``--data-proxy`` value that sends data requests directly, whatever the environment says.
 DIRECT = "direct"
@@ -58,3 +58,26 @@ def build(
         rules, bypass_all = proxies.parse_no_proxy(data_no_proxy)
         data = dataclasses.replace(data, no_proxy=rules, bypass_all=bypass_all)
     return Egress(metadata=metadata, data=data, ca=trust.resolve(ca_bundle, environ))
+
+
+def _proxies(config: proxies.ProxyConfig) -> str:
+    if config.bypass_all or not config.enabled:
+        return "direct"
+    parts = [
+        f"{scheme} via {proxies.redact(url)}"
+        for scheme, url in (("https", config.https), ("http", config.http))
+        if url
+    ]
+    if config.no_proxy:
+        parts.append(f"{len(config.no_proxy)} NO_PROXY entries")
+    return ", ".join(parts)
+
+
+def describe(egress: Egress) -> str:
+    """One log line for the policy: proxies (credentials redacted) and the CA bundle's source."""
+    text = f"egress: metadata {_proxies(egress.metadata)}"
+    if egress.data != egress.metadata:
+        text += f"; data {_proxies(egress.data)}"
+    if egress.ca.configured:
+        text += f"; CA bundle {egress.ca.cafile or egress.ca.capath} (from {egress.ca.source})"
+    return text

@@ -173,3 +173,16 @@ def test_settings_build_the_egress_policy_from_flags_and_environment() -> None:
     assert config.egress.ca == trust.Trust("/ca.pem", None, "--ca-bundle")
     with pytest.raises(errors.ConfigError, match=r"\$HTTPS_PROXY"):
         settings.resolve({}, {"HTTPS_PROXY": "ftp://p"})
+
+
+def test_describe_shows_proxies_without_credentials_and_the_ca_source() -> None:
+    egress = policy.build(
+        {"HTTPS_PROXY": "http://user:s3cret@proxy:3128", "NO_PROXY": "a,b"},
+        data_proxy="direct",
+        ca_bundle="/ca.pem",
+    )
+    text = policy.describe(egress)
+    assert "s3cret" not in text and "user" not in text
+    assert "https via http://***@proxy:3128" in text and "2 NO_PROXY entries" in text
+    assert "data direct" in text and "/ca.pem (from --ca-bundle)" in text
+    assert policy.describe(policy.Egress()) == "egress: metadata direct"
