@@ -107,7 +107,9 @@ def parse_no_proxy(text: str) -> tuple[tuple[NoProxyRule, ...], bool]:
             return (), True
         if "/" in entry:
             try:
-                network = ipaddress.ip_network(entry.strip("[]"), strict=False)
+                network = ipaddress.ip_network(
+                    entry.replace("[", "").replace("]", ""), strict=False
+                )
             except ValueError:
                 continue
             rules.append(NoProxyRule(network=network))

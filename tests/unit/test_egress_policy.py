@@ -79,6 +79,7 @@ def test_a_bad_proxy_value_is_refused_naming_the_variable(value: str, fragment: 
         ("::1", "https://[::1]:8080/x", True),
         ("[::1]:8080", "https://[::1]:8080/x", True),
         ("fd00::/8", "https://[fd12::1]/x", True),
+        ("[fd00::]/8", "https://[fd12::1]/x", True),
         ("localhost", "https://127.0.0.1/x", False),  # no DNS: names match names
         ("", "https://127.0.0.1/x", False),  # loopback is proxied unless listed (curl)
         (" a.com , ,b.com ", "https://b.com/x", True),
