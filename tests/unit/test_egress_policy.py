@@ -187,3 +187,11 @@ def test_describe_shows_proxies_without_credentials_and_the_ca_source() -> None:
     assert "https via http://***@proxy:3128" in text and "2 NO_PROXY entries" in text
     assert "data direct" in text and "/ca.pem (from --ca-bundle)" in text
     assert policy.describe(policy.Egress()) == "egress: metadata direct"
+
+
+def test_an_empty_data_no_proxy_proxies_every_data_request_as_curls_noproxy_does() -> None:
+    config = settings.resolve(
+        {"data_no_proxy": ""}, {"HTTPS_PROXY": PROXY, "NO_PROXY": "mirror.internal"}
+    )
+    assert config.egress.data_proxy("https://mirror.internal/x") == PROXY
+    assert config.egress.metadata_proxy("https://mirror.internal/x") is None
