@@ -184,6 +184,8 @@ async def _pull(
 ) -> PullResult:
     key = request_key(request)
     stored = manifest.load(request.destination, state_dir=state_dir)
+    if stored is not None and stored.owner not in (None, request.config_key):
+        stored = None  # placed for another model: not ours to reuse or to prune
     if stored is not None and stored.request_key == key and manifest.matches_disk(stored):
         result_config = dict(stored.config) if stored.config is not None else None
         if result_config is None:
