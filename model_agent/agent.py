@@ -94,11 +94,11 @@ class Agent:
             recorder=recorder,
             state_dir=self.state_dir,
             shape=self._shape,
-            paths_in_use=self._paths_in_use,
             node_labels=lambda: self.node.labels,
             recorder_events=events.EventRecorder(api, node_name=self.node_name, metrics=recorder)
             if post_events
             else None,
+            on_release=self._retry_conflicts,
         )
         self.lanes: dict[tuple[str, str, str], Lane] = {}
         self.node = selection.Node(name=self.node_name, labels={})
@@ -157,6 +157,7 @@ class Agent:
         self.cm.seed(data)
         self.nodes.seed(self.node.labels)
         await self.work.load_records()
+        await asyncio.to_thread(self.work.owners.load)
         existing = await agent_startup.retrying(
             "list models", lambda: kube_models.list_models(self.api)
         )
@@ -291,7 +292,7 @@ class Agent:
                 continue
             failure = task.exception()
             if failure is None:
-                lane.attempts = 0
+                lane.attempts, lane.conflicted = 0, False
                 lane.done_model = running_model if work == SYNC else None
                 self.last_success = datetime.datetime.now(datetime.UTC)
             elif not self._stopping:
@@ -341,6 +342,8 @@ class Agent:
     async def _failed(self, lane: Lane, work: str, failure: BaseException) -> None:
         ref = lane.ref
         lane.attempts += 1  # deletes back off too: a failing delete must not retry every 2 s
+        if work == SYNC:
+            lane.conflicted = isinstance(failure, errors.PathConflictError)
         verdict = agent_lanes.judge(
             failure,
             attempts=lane.attempts,
@@ -377,6 +380,15 @@ class Agent:
             except errors.AgentError as exc:
                 logger.error("model %s: reporting Failed Failed: %s", ref.configmap_key, exc)
         self._schedule(lane, SYNC, verdict.retry_in)
+
+    def _retry_conflicts(self) -> None:
+        """A model let a directory go: models that failed on a path conflict try again now
+        (their claim decides; the first to claim holds it)."""
+        for lane in list(self.lanes.values()):
+            if lane.conflicted and not lane.deleted and lane.running is None:
+                lane.conflicted = False
+                logger.info("model %s: a directory was released; retrying", lane.ref)
+                self._want_sync(lane, cancel_running=False)
 
     def _backoff(self, lane: Lane) -> float:
         return agent_lanes.backoff(lane.attempts, base=self.retry_base, cap=self.retry_max)
@@ -486,10 +498,3 @@ class Agent:
 
     async def _shape(self) -> str | None:
         return await self._shapes.get(self.node.labels)
-
-    def _paths_in_use(self, ref: spec.ModelRef) -> set[str]:
-        return {
-            lane.model.path
-            for lane in self.lanes.values()
-            if lane.ref.key != ref.key and lane.model is not None and not lane.deleted
-        }

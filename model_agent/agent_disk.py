@@ -8,7 +8,9 @@ the model is deleted.
 
 Placement helpers: the sibling directory an update downloads into, the one-rename switch
 (``renameat2(RENAME_EXCHANGE)`` on Linux; a two-rename fallback elsewhere), moving a
-completion manifest with its files, and tree removal. Blocking: call from a thread.
+completion manifest with its files, and ``remove_placed``: removal of exactly what the agent
+placed for one model (its completion manifest's files and its staging area's planned files),
+never through a symlink out, leaving and logging anything else. Blocking: call from a thread.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import dataclasses
 import errno
 import hashlib
 import json
+import logging
 import os
 import pathlib
 import secrets
@@ -27,7 +30,11 @@ import shutil
 import time
 from typing import Any
 
-from model_agent import manifest
+from model_agent import errors, manifest, planning
+from model_agent.download import staging
+from model_agent.trust import confine, paths
+
+log = logging.getLogger("model_agent.agent")
 
 __all__ = [
     "Record",
@@ -35,6 +42,7 @@ __all__ = [
     "exchange",
     "load_records",
     "relocate_manifest",
+    "remove_placed",
     "remove_tree",
     "save_record",
     "sibling",
@@ -176,3 +184,81 @@ def remove_tree(path: pathlib.Path, *, attempts: int = 10) -> None:
             if attempt + 1 >= attempts:
                 raise
             time.sleep(0.05)
+
+
+def remove_placed(
+    destination: pathlib.Path,
+    *,
+    owner: str,
+    state_dir: pathlib.Path,
+    root: pathlib.Path,
+    temp_dir: pathlib.Path | None = None,
+) -> list[str]:
+    """Remove what the agent placed at ``destination`` for ``owner``: the files of its
+    completion manifest (when the manifest is ``owner``'s or has no owner) and the files its
+    staging areas planned, then the staging areas and the directories left empty. Anything
+    else stays and is logged; returns the names left behind (at most 20)."""
+    if os.path.islink(destination):
+        log.warning("model %s: %s is a symlink; nothing removed through it", owner, destination)
+        return [str(destination)]
+    if not os.path.lexists(destination):
+        manifest.forget(destination, state_dir=state_dir)
+        _remove_stages(destination, temp_dir)
+        return []
+    if not paths.inside(confine.resolve(destination), confine.resolve(root)):
+        log.warning("model %s: %s resolves outside %s; nothing removed", owner, destination, root)
+        return [str(destination)]
+    names: list[str] = []
+    stored = manifest.load(destination, state_dir=state_dir)
+    if stored is not None and stored.owner not in (None, owner):
+        log.warning(
+            "model %s: the files at %s were placed for %s; kept", owner, destination, stored.owner
+        )
+    elif stored is not None:
+        names.extend(e.path for e in stored.files)
+    stages = [staging.Staging(destination)]
+    if temp_dir is not None:
+        stages.append(staging.Staging(destination, temp_dir=temp_dir))
+    for stage in stages:
+        names.extend(stage.planned())
+    removed = []
+    for name in sorted(set(names)):
+        try:
+            relative = planning.safe_relative_path(name)
+            if confine.unlink_inside(destination, relative, root=destination):
+                removed.append(relative)
+        except (OSError, errors.UnsafePathError) as exc:
+            log.warning("model %s: kept %s: %s", owner, name, exc)
+    _remove_stages(destination, temp_dir)
+    manifest.forget(destination, state_dir=state_dir)
+    confine.prune_empty(destination, removed, root=destination, itself=True)
+    leftovers = _leftovers(destination)
+    if leftovers:
+        log.warning(
+            "model %s: left %s in place (not placed by the agent for this model): %s",
+            owner,
+            destination,
+            ", ".join(leftovers),
+        )
+    return leftovers
+
+
+def _remove_stages(destination: pathlib.Path, temp_dir: pathlib.Path | None) -> None:
+    with contextlib.suppress(OSError, errors.UnsafePathError):
+        staging.Staging(destination).remove()
+    if temp_dir is not None:
+        with contextlib.suppress(OSError, errors.UnsafePathError):
+            staging.Staging(destination, temp_dir=temp_dir).remove()
+
+
+def _leftovers(destination: pathlib.Path, limit: int = 20) -> list[str]:
+    found: list[str] = []
+    if os.path.islink(destination) or not os.path.isdir(destination):
+        return found
+    for folder, dirs, files in os.walk(destination):
+        links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+        for name in sorted(files + links):
+            found.append(os.path.relpath(os.path.join(folder, name), destination))
+            if len(found) >= limit:
+                return found
+    return found or sorted(os.listdir(destination))[:limit]

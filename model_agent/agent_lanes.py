@@ -40,6 +40,7 @@ class Lane:
     seen_at: float = 0.0  # monotonic time of the model's last event
     active_at: float = 0.0  # monotonic time of the running task's last sign of progress
     waiting_slot: bool = False  # the running task waits for a download slot
+    conflicted: bool = False  # the last attempt failed with PathConflict (retry on release)
 
 
 class DownloadSlots:

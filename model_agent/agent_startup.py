@@ -52,8 +52,8 @@ async def remove_stale(
     data: Mapping[str, str],
     models_root_dir: str,
 ) -> None:
-    """Entries, labels and owned files of models that no longer exist. Keys that do not
-    look like model keys (another writer's) are left alone."""
+    """Entries, labels, owned files and directory claims of models that no longer exist.
+    Keys that do not look like model keys (another writer's) are left alone."""
     keys, labels, paths = set(), set(), set()
     for body in existing:
         try:
@@ -68,9 +68,13 @@ async def remove_stale(
         if record.config_key in keys:
             continue
         ref = spec.ModelRef(kind=record.kind, namespace=record.namespace, name=record.name)
-        if record.path in paths:  # another existing model uses the path: keep the files
+        if record.path in paths:  # an existing model wants the path: keep the files
             record = dataclasses.replace(record, owned=False)
         await _quietly(work.remove(ref, model=None, record=record, why="deleted while down"))
+    for claim in await asyncio.to_thread(work.owners.claims):
+        if claim.owner not in keys:  # its model is gone: the directory is free again
+            logger.info("releasing %s, held by %s, which no longer exists", claim.path, claim.owner)
+            await asyncio.to_thread(work.owners.release, claim.owner)
     for key in data:
         if report.is_model_configmap_key(key) and key not in keys:
             logger.info("configmap update: removing stale entry %s", key)

@@ -8,8 +8,16 @@ hashing, and nothing is written when the ConfigMap entry and label already say s
 (new URI or revision) downloads beside the old version, which stays Ready until the new one is
 verified; then one rename switches and the old files are removed.
 
-``Work.remove`` (model deleted, or node no longer selected): files go unless the model is
-reserved, local://, or another model uses the same path; the ConfigMap key and Node label are
+Trust boundaries (docs/security.md), checked before any request or any write: a
+``parameters.endpoint`` outside the credential policy fails the model (``EndpointNotAllowed``);
+the model's directory, resolved, must lie inside ``--models-root-dir`` and is claimed in the
+ownership registry (``trust.ownership``): a directory another model holds (equal, inside or
+around) fails the newcomer with ``PathConflict``.
+
+``Work.remove`` (model deleted, or node no longer selected): the files the agent placed for the
+model go (its manifest and staging areas only) unless the model is reserved, local://, or
+another model uses the same path; then its directory claims are released (``on_release`` lets
+the agent retry models that were waiting for them). The ConfigMap key and Node label are
 removed always, even after errors.
 """
 
@@ -30,6 +38,7 @@ from model_agent import agent_reporter, errors, manifest, metrics, pipeline, rep
 from model_agent.download import staging
 from model_agent.kube import configmap, events, nodes, secrets
 from model_agent.kube import models as kube_models
+from model_agent.trust import confine, egress, ownership
 
 __all__ = ["Work", "WorkContext"]
 
@@ -70,9 +79,9 @@ class Work(agent_reporter.Reporter):
         recorder: metrics.Metrics | None,
         state_dir: pathlib.Path,
         shape: Callable[[], Awaitable[str | None]],
-        paths_in_use: Callable[[spec.ModelRef], set[str]],
         recorder_events: events.EventRecorder | None = None,
         node_labels: Callable[[], Mapping[str, str]] = dict,
+        on_release: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(
             cm=cm,
@@ -82,7 +91,11 @@ class Work(agent_reporter.Reporter):
             node_labels=node_labels,
         )
         self.config, self.api, self.metrics = config, api, recorder
-        self._shape, self._paths_in_use = shape, paths_in_use
+        self._shape = shape
+        self.root = pathlib.Path(config.models_root_dir)
+        self.owners = ownership.Registry(state_dir)
+        self._on_release = on_release
+        self._policy = config.credential_policy()
 
     # --- sync ----------------------------------------------------------------------------
 
@@ -99,9 +112,16 @@ class Work(agent_reporter.Reporter):
         if scheme == "local":
             await self._adopt_local(model)
             return
+        endpoint = model.parameters.get("endpoint")
+        if endpoint:
+            egress.check_endpoint(endpoint, self._policy)
+        await self._claim(model, model.path)
         destination = pathlib.Path(model.path)
         stored = await asyncio.to_thread(manifest.load, destination, state_dir=self.state_dir)
-        complete = stored is not None and await asyncio.to_thread(manifest.matches_disk, stored)
+        ours = stored is not None and stored.owner in (None, ref.configmap_key)
+        complete = (
+            ours and stored is not None and await asyncio.to_thread(manifest.matches_disk, stored)
+        )
         if complete and stored is not None and stored.uri == model.storage_uri:
             await self._ready(model, stored.config)
             return
@@ -142,6 +162,7 @@ class Work(agent_reporter.Reporter):
             analyse=model.analyse,
             metrics_labels=metrics.ModelLabels(ref.kind, ref.namespace, ref.name),
             config_key=ref.configmap_key,
+            root=self.root,
         )
         callback = _progress_adapter(None if quiet else ctx.on_progress, ctx.on_activity)
         slot = ctx.download_slot() if ctx.download_slot else contextlib.nullcontext()
@@ -161,23 +182,53 @@ class Work(agent_reporter.Reporter):
         if moved_from is not None:
             await self._remove_old_path(ref, moved_from, reserve=model.reserve)
 
+    async def _claim(self, model: spec.ModelSpec, path: str) -> None:
+        """Hold ``path`` (resolved inside the models root) for ``model`` before any write."""
+        resolved = await asyncio.to_thread(
+            confine.within, path, self.root, what=f"spec.storage.path {path}"
+        )
+        ref = model.ref
+        await asyncio.to_thread(self.owners.claim, resolved, owner=ref.configmap_key, uid=ref.uid)
+
+    async def _held_by_another(self, ref: spec.ModelRef, path: str) -> bool:
+        """Whether another model holds ``path`` (or a directory around or inside it)."""
+        resolved = await asyncio.to_thread(confine.resolve, path)
+        holder = await asyncio.to_thread(self.owners.holder, resolved, ref.configmap_key)
+        return holder is not None
+
+    async def _release(self, config_key: str, path: str | None = None) -> None:
+        resolved = None if path is None else await asyncio.to_thread(confine.resolve, path)
+        dropped = await asyncio.to_thread(self.owners.release, config_key, resolved)
+        if dropped:
+            logger.info("model %s released %s", config_key, ", ".join(c.path for c in dropped))
+            if self._on_release is not None:
+                self._on_release()
+
     async def _remove_old_path(self, ref: spec.ModelRef, path: str, *, reserve: bool) -> None:
-        """After a path change: the files at the old path go (unless kept)."""
-        if reserve or path in self._paths_in_use(ref):
+        """After a path change: the files at the old path go (unless kept); its claim ends."""
+        if reserve or await self._held_by_another(ref, path):
             logger.info("model %s: files at the old path %s kept", ref.configmap_key, path)
-            return
-        await asyncio.to_thread(self._delete_files, pathlib.Path(path))
-        logger.info("model %s: removed the old path %s", ref.configmap_key, path)
+        else:
+            await asyncio.to_thread(self._delete_files, pathlib.Path(path), ref.configmap_key)
+            logger.info("model %s: removed the old path %s", ref.configmap_key, path)
+        await self._release(ref.configmap_key, path)
 
     def _switch(
         self, staged: pathlib.Path, destination: pathlib.Path, ref: spec.ModelRef
     ) -> dict[str, Any] | None:
-        """One rename makes the verified new version current; the old one is removed."""
+        """One rename makes the verified new version current; the old one's files (its
+        manifest's) are removed, anything unknown beside them stays and is logged."""
+        old = manifest.load(destination, state_dir=self.state_dir)
         disk.exchange(staged, destination)
         config = disk.relocate_manifest(
             staged, destination, state_dir=self.state_dir, config_key=ref.configmap_key
         )
-        disk.remove_tree(staged)
+        if old is not None:
+            manifest.save(
+                dataclasses.replace(old, destination=str(staged.absolute())),
+                state_dir=self.state_dir,
+            )
+        self._delete_files(destination, ref.configmap_key, beside_only=True)
         logger.info(
             "model %s switched to the new version", ref.configmap_key, extra={"model": str(ref)}
         )
@@ -241,10 +292,12 @@ class Work(agent_reporter.Reporter):
         record: disk.Record | None = None,
         why: str,
     ) -> None:
-        """Remove files (unless kept), then the ConfigMap key and the label, always."""
+        """Remove files (unless kept) and release the model's directories, then the ConfigMap
+        key and the label, always."""
         record = record or self.records.get(ref.configmap_key)
         try:
             await self._remove_files(ref, model, record, why)
+            await self._release(ref.configmap_key)
         finally:
             self.status.pop(ref.configmap_key, None)
             try:
@@ -275,33 +328,39 @@ class Work(agent_reporter.Reporter):
         if model is not None and model.scheme in ("local", "vendor"):
             candidates = dict.fromkeys(candidates, False)  # the admin's files, never ours
         reserve = model.reserve if model is not None else bool(record and record.reserve)
-        in_use = self._paths_in_use(ref)
         doomed = []
         for path, owned in candidates.items():
-            if reserve or not owned or path in in_use:
+            if reserve or not owned or await self._held_by_another(ref, path):
                 logger.info("model %s: files at %s kept (%s)", ref.configmap_key, path, why)
             else:
                 doomed.append(pathlib.Path(path))
         if not doomed:
             return
+        key = ref.configmap_key
         for destination in doomed:
-            await asyncio.to_thread(self._delete_files, destination)
+            await asyncio.to_thread(self._delete_files, destination, key)
         # A cancelled download may still have a file operation running in a worker thread
         # (mkdir, a sidecar write): sweep again after it had time to end.
         for _ in range(2):
             await asyncio.sleep(_SETTLE_SECONDS)
             for destination in doomed:
-                await asyncio.to_thread(self._delete_files, destination)
+                await asyncio.to_thread(self._delete_files, destination, key)
         for destination in doomed:
             logger.info("model %s: removed files at %s", ref.configmap_key, destination)
 
-    def _delete_files(self, destination: pathlib.Path) -> None:
-        for target in (destination, disk.sibling(destination)):
-            disk.remove_tree(target)
-            manifest.forget(target, state_dir=self.state_dir)
-            if self.config.temp_dir:
-                temp = pathlib.Path(self.config.temp_dir)
-                staging.Staging(target, temp_dir=temp).remove()
+    def _delete_files(
+        self, destination: pathlib.Path, owner: str, *, beside_only: bool = False
+    ) -> None:
+        """What the agent placed for ``owner`` at ``destination`` and beside it (an update's
+        sibling) goes; nothing else (``agent_disk.remove_placed``)."""
+        temp = pathlib.Path(self.config.temp_dir) if self.config.temp_dir else None
+        targets = [disk.sibling(destination)] if beside_only else [destination]
+        if not beside_only:
+            targets.append(disk.sibling(destination))
+        for target in targets:
+            disk.remove_placed(
+                target, owner=owner, state_dir=self.state_dir, root=self.root, temp_dir=temp
+            )
 
 
 def _complete(destination: pathlib.Path, state_dir: pathlib.Path) -> bool:

@@ -14,12 +14,14 @@ __all__ = [
     "AuthError",
     "ChecksumMismatchError",
     "ConfigError",
+    "EndpointNotAllowedError",
     "InvalidSpecError",
     "InvalidURIError",
     "ModelInfoError",
     "NetworkError",
     "NoSpaceError",
     "NotFoundError",
+    "PathConflictError",
     "PermanentError",
     "RateLimitedError",
     "RetryableError",
@@ -107,6 +109,19 @@ class UnsafePathError(PermanentError):
     """A remote name would escape the destination directory (``..``, absolute, backslash)."""
 
     reason = "UnsafePath"
+
+
+class EndpointNotAllowedError(PermanentError):
+    """A model names an endpoint the admin did not allow credentials to go to."""
+
+    reason = "EndpointNotAllowed"
+
+
+class PathConflictError(PermanentError):
+    """Another model on this node already holds the directory (or one inside or around it).
+    Permanent for this spec; the agent retries the model when the holder lets go."""
+
+    reason = "PathConflict"
 
 
 class ModelInfoError(PermanentError):

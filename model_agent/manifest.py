@@ -3,8 +3,10 @@
 One JSON file per destination, at ``<state_dir>/manifests/<digest of the destination>.json``,
 outside the model directory: the request it answered (a digest of URI and filters, never the
 token), the pinned revision, every file with size, mtime and digest, and the analysis
-(``config``). ``matches_disk`` checks sizes and mtimes only: a restart of a complete model
-costs one ``stat`` per file, no download and no hashing.
+(``config``), and the owner (the ConfigMap key of the model the agent placed the files for;
+a delete removes only the files of its own manifest). ``matches_disk`` checks sizes and mtimes
+only (``lstat``: a symlink planted at a file's name does not match): a restart of a complete
+model costs one ``stat`` per file, no download and no hashing.
 
 Owns reading and writing manifests; must not download or hash.
 """
@@ -43,6 +45,8 @@ class Manifest:
     revision: str
     files: tuple[Entry, ...]
     config: Mapping[str, Any] | None = None
+    #: The ConfigMap key of the model the files were placed for (None: ``model-agent pull``).
+    owner: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +57,7 @@ class Manifest:
             "revision": self.revision,
             "files": [dataclasses.asdict(e) for e in self.files],
             "config": self.config,
+            "owner": self.owner,
         }
 
 
@@ -103,6 +108,7 @@ def load(destination: pathlib.Path, *, state_dir: pathlib.Path) -> Manifest | No
             revision=str(raw["revision"]),
             files=files,
             config=config if isinstance(config, dict) else None,
+            owner=raw.get("owner") if isinstance(raw.get("owner"), str) else None,
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -113,7 +119,7 @@ def matches_disk(manifest: Manifest) -> bool:
     root = pathlib.Path(manifest.destination)
     for entry in manifest.files:
         try:
-            stat = os.stat(root / entry.path)
+            stat = os.lstat(root / entry.path)  # a symlink planted at a file's name differs
         except OSError:
             return False
         if stat.st_size != entry.size or stat.st_mtime_ns != entry.mtime_ns:

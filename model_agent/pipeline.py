@@ -8,7 +8,10 @@ is checked, then files download ``concurrency`` at a time (large ones in ranged 
 is verified in a hashing thread while others download, fsynced and renamed into place. A file
 that already sits at its final path with the right size is hashed instead of downloaded. A
 checksum mismatch re-downloads the file up to ``download_retry`` times. After the last file,
-the model is analysed and the manifest written outside the model directory.
+the model is analysed and the manifest written outside the model directory; only then is the
+staging directory (whose ``plan.json`` named every planned file) removed, so what a pull placed
+is always listed somewhere a delete reads. No directory is created, and no file placed or
+removed, through a symlink that leads out of ``request.root`` (``trust.confine``).
 
 Logs (the admin guide greps them): ``downloading file``, ``verification passed|failed``, and
 ``Failed to pull`` at ERROR. Tokens are never logged.
@@ -29,6 +32,7 @@ from typing import Any
 from model_agent import errors, manifest, metrics, planning, settings, uris
 from model_agent.download import engine, files, staging
 from model_agent.storage import base
+from model_agent.trust import confine
 
 __all__ = [
     "Progress",
@@ -51,8 +55,11 @@ class PullRequest:
     shape: str | None = None
     analyse: bool = True
     metrics_labels: metrics.ModelLabels | None = None
-    #: The ConfigMap key of the model; ``artifact.parentPath`` maps it to the destination.
+    #: The ConfigMap key of the model; ``artifact.parentPath`` maps it to the destination,
+    #: and the manifest records it as the owner of the files.
     config_key: str | None = None
+    #: The directory no write may leave (``--models-root-dir``); None: the destination.
+    root: pathlib.Path | None = None
 
 
 Progress = files.Progress
@@ -182,6 +189,8 @@ async def _pull(
 ) -> PullResult:
     key = request_key(request)
     stored = manifest.load(request.destination, state_dir=state_dir)
+    if stored is not None and stored.owner not in (None, request.config_key):
+        stored = None  # placed for another model: not ours to reuse or to prune
     if stored is not None and stored.request_key == key and manifest.matches_disk(stored):
         result_config = dict(stored.config) if stored.config is not None else None
         if result_config is None:
@@ -206,15 +215,17 @@ async def _pull(
         worker = await _transfer(request, config, backend, chosen, tracker, recorder)
     finally:
         await backend.close()
-    _remove_dropped(request.destination, stored, {f.path for f in chosen})
+    await asyncio.to_thread(_remove_dropped, request.destination, stored, {f.path for f in chosen})
     record = manifest.Manifest(
         destination=str(request.destination),
         uri=request.uri,
         request_key=key,
         revision=plan.revision,
         files=tuple(sorted(worker.entries, key=lambda e: e.path)),
+        owner=request.config_key,
     )
     await asyncio.to_thread(manifest.save, record, state_dir=state_dir)
+    await asyncio.to_thread(_staging(request, config).remove)
     result_config = await _analyse(request, plan.revision)
     await asyncio.to_thread(
         manifest.save, dataclasses.replace(record, config=result_config), state_dir=state_dir
@@ -258,9 +269,11 @@ async def _transfer(
         if recorder is not None and labels is not None:
             recorder.rate_limited(labels, wait_seconds=wait)
 
-    temp_dir = pathlib.Path(config.temp_dir) if config.temp_dir else None
-    await asyncio.to_thread(request.destination.mkdir, parents=True, exist_ok=True)
-    stage = staging.Staging(request.destination, temp_dir=temp_dir)
+    if request.root is not None:
+        await asyncio.to_thread(confine.make_dirs, request.root, request.destination)
+    else:
+        await asyncio.to_thread(request.destination.mkdir, parents=True, exist_ok=True)
+    stage = _staging(request, config)
     connections = config.concurrency * config.multipart_concurrency + 2
     with stage:
         try:
@@ -279,6 +292,7 @@ async def _transfer(
                     labels=labels,
                 )
                 await asyncio.to_thread(stage.remove_stale, {f.path for f in chosen})
+                await asyncio.to_thread(stage.record_plan, {f.path for f in chosen})
                 what = f"staging {request.uri}"
                 await asyncio.to_thread(files.check_space, stage, request.destination, chosen, what)
                 for file in chosen:
@@ -300,19 +314,28 @@ async def _transfer(
         tracker.phase = "finalizing"
         tracker.completed_bytes = tracker.total_bytes
         tracker.emit(force=True)
-        await asyncio.to_thread(stage.remove)
-    return worker
+    return worker  # the caller removes the staging directory once the manifest is written
+
+
+def _staging(request: PullRequest, config: settings.Settings) -> staging.Staging:
+    temp_dir = pathlib.Path(config.temp_dir) if config.temp_dir else None
+    return staging.Staging(request.destination, temp_dir=temp_dir)
 
 
 def _remove_dropped(
     destination: pathlib.Path, stored: manifest.Manifest | None, keep: set[str]
 ) -> None:
-    """Delete files a previous pull placed that the new plan no longer has."""
+    """Delete files a previous pull placed (its manifest) that the new plan no longer has;
+    nothing else, and never through a symlink out of the destination (blocking)."""
     if stored is None:
         return
+    dropped = []
     for entry in stored.files:
         if entry.path not in keep:
             try:
-                (destination / planning.safe_relative_path(entry.path)).unlink()
-            except (OSError, errors.UnsafePathError):
-                pass
+                name = planning.safe_relative_path(entry.path)
+                if confine.unlink_inside(destination, name, root=destination):
+                    dropped.append(name)
+            except (OSError, errors.UnsafePathError) as exc:
+                log.warning("kept %s (no longer in the source): %s", entry.path, exc)
+    confine.prune_empty(destination, dropped, root=destination)

@@ -14,6 +14,7 @@ from typing import Any
 
 from model_agent import errors
 from model_agent.egress import policy
+from model_agent.trust import egress as credential_rules
 
 __all__ = [
     "FLAGS",
@@ -313,6 +314,16 @@ FLAGS: tuple[Flag, ...] = (
         ("MODEL_AGENT_LIVENESS_ENDPOINT",),
     ),
     Flag(
+        "credential_hosts",
+        "--credential-hosts",
+        "",
+        credential_rules.parse_hosts,
+        "Hosts (host, host:port or *.domain; comma-separated) a model's "
+        "spec.storage.parameters.endpoint may name besides HF_ENDPOINT, "
+        "OCI_OBJECT_STORAGE_ENDPOINT and the OCI region services; credentials go nowhere else.",
+        ("MODEL_AGENT_CREDENTIAL_HOSTS",),
+    ),
+    Flag(
         "write_spec",
         "--write-spec",
         "false",
@@ -368,6 +379,7 @@ class Settings:
     port: int = 8080
     metrics_port: int = 8080
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
+    credential_hosts: tuple[str, ...] = ()
     write_spec: bool = False
     log_level: str = "info"
     log_format: str = "text"
@@ -375,10 +387,16 @@ class Settings:
     hf_token: str | None = dataclasses.field(default=None, repr=False)
     hf_endpoint: str = "https://huggingface.co"
     oci_config_file: str | None = None
+    oci_endpoint: str | None = None
     instance_type_map: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: Proxies and CAs for every request (``egress.policy``), from the flags above and the
     #: environment's HTTPS_PROXY/HTTP_PROXY/NO_PROXY/SSL_CERT_FILE.
     egress: policy.Egress = dataclasses.field(default_factory=policy.Egress)
+
+    def credential_policy(self) -> credential_rules.Policy:
+        """Where the agent may send credentials (see ``trust.egress``)."""
+        endpoints = (self.hf_endpoint, *((self.oci_endpoint,) if self.oci_endpoint else ()))
+        return credential_rules.Policy(endpoints=endpoints, hosts=self.credential_hosts)
 
     def require_node_name(self) -> str:
         if not self.node_name:
@@ -432,6 +450,8 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Sett
         values["hf_endpoint"] = environ["HF_ENDPOINT"].rstrip("/")
     if environ.get("OCI_CONFIG_FILE"):
         values["oci_config_file"] = environ["OCI_CONFIG_FILE"]
+    if environ.get("OCI_OBJECT_STORAGE_ENDPOINT"):
+        values["oci_endpoint"] = environ["OCI_OBJECT_STORAGE_ENDPOINT"]
     if environ.get("INSTANCE_TYPE_MAP"):
         values["instance_type_map"] = _parse_instance_type_map(environ["INSTANCE_TYPE_MAP"])
     values["egress"] = policy.build(

@@ -7,10 +7,12 @@ raises ``errors.InvalidSpecError`` (or ``InvalidURIError``) naming the field.
 Destination rules:
 - no ``spec.storage.path``: ``<models-root-dir>/<ConfigMap key>`` (unique per model, stable);
 - an explicit path must be absolute, free of ``.``/``..`` segments, backslashes and control
-  characters, and must not be ``/``, the models root itself, or inside the agent's state
-  directory ``<models-root-dir>/.model-agent``, and must lie under the models root (the one
-  host directory the agent may write and delete in: a namespaced BaseModel must not be able
-  to point it at ``/etc``).
+  characters, must lie under ``--models-root-dir`` (not be the root itself: the one host
+  directory the agent may write and delete in; a namespaced BaseModel must not be able to
+  point it at ``/etc``), must not be inside the agent's state directory
+  ``<models-root-dir>/.model-agent``, and no component may be a name the agent uses for its
+  own work (``.model-agent-partial``, ``*.model-agent-next``, ``*.model-agent-old``). Symlinks
+  are resolved later, on the node (``trust.confine``).
 """
 
 from __future__ import annotations
@@ -192,6 +194,9 @@ def _normal_absolute(path: str, field: str) -> str:
     return "/" + "/".join(parts)
 
 
+_RESERVED_SUFFIXES = (".model-agent-next", ".model-agent-old")
+
+
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
@@ -218,6 +223,9 @@ def _destination(storage: Mapping[str, Any], ref: ModelRef, root: str) -> str:
         )
     if _inside(path, state):
         raise _bad("spec.storage.path", f"{path!r} is inside the agent's state directory")
+    for part in path.split("/"):
+        if part == ".model-agent-partial" or part.endswith(_RESERVED_SUFFIXES):
+            raise _bad("spec.storage.path", f"{path!r} uses the agent's reserved name {part!r}")
     return path
 
 

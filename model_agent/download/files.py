@@ -17,12 +17,14 @@ import dataclasses
 import logging
 import os
 import pathlib
+import stat
 import time
 from collections.abc import Callable
 
 from model_agent import errors, manifest, metrics, planning, verify
 from model_agent.download import engine, staging
 from model_agent.storage import base
+from model_agent.trust import confine
 
 __all__ = ["Progress", "Tracker", "Worker", "check_space", "final_path"]
 
@@ -80,12 +82,15 @@ class Tracker:
 
 
 def final_path(destination: pathlib.Path, name: str) -> pathlib.Path:
-    """``destination/name``, its directory created, refused if it resolves outside (blocking)."""
+    """``destination/name``, its directory created only after each existing component was
+    checked to resolve inside ``destination`` (blocking); ``UnsafePathError`` otherwise."""
     final = destination / planning.safe_relative_path(name)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    root = os.path.realpath(destination)
-    if os.path.commonpath([root, os.path.realpath(final.parent)]) != root:
-        raise errors.UnsafePathError(f"{name} would be written outside {destination}")
+    try:
+        confine.make_dirs(destination, final.parent)
+    except errors.UnsafePathError as exc:
+        raise errors.UnsafePathError(
+            f"{name} would be written outside {destination}: {exc}"
+        ) from None
     return final
 
 
@@ -144,8 +149,8 @@ class Worker:
         """Keep a file already at its final path when its size and digest match."""
         expected = file.checksum
         try:
-            size = (await asyncio.to_thread(os.stat, final)).st_size
-            if expected is None or size != file.size:
+            found = await asyncio.to_thread(os.lstat, final)  # a symlink is never adopted
+            if expected is None or not stat.S_ISREG(found.st_mode) or found.st_size != file.size:
                 return False
             await self.verifier.verify(final, name=file.path, size=file.size, expected=expected)
         except (OSError, errors.ChecksumMismatchError):
@@ -160,9 +165,9 @@ class Worker:
             self.tracker.completed_bytes += file.size
         else:
             await self._download(file, final)
-        stat = await asyncio.to_thread(os.stat, final)
+        placed = await asyncio.to_thread(os.lstat, final)
         digest = str(expected) if expected else None
-        self.entries.append(manifest.Entry(file.path, file.size, stat.st_mtime_ns, digest))
+        self.entries.append(manifest.Entry(file.path, file.size, placed.st_mtime_ns, digest))
         self.tracker.completed_files += 1
         self.tracker.emit(force=True)
 
@@ -205,5 +210,11 @@ class Worker:
             self._verified("success" if expected else "size_only", time.monotonic() - started)
             algorithm = expected.algorithm if expected else "size only"
             log.info("verification passed for %s (%s)", file.path, algorithm)
-            await asyncio.to_thread(staging.place, staged, final, same_filesystem=self.same_fs)
+            await asyncio.to_thread(
+                staging.place,
+                staged,
+                final,
+                same_filesystem=self.same_fs,
+                root=self.destination,
+            )
             return

@@ -8,6 +8,10 @@ crash keeps the completed ranges when the identity and size are unchanged, else 
 over. ``place`` makes a verified file appear at its final path in one rename (fsync first);
 across filesystems it copies to a temporary name beside the final path first, so a partial
 file is never visible at a final path. One pull holds ``<staging>/.lock`` (flock) at a time.
+``<staging>/plan.json`` lists every name a pull of this destination planned (the union over
+attempts): with the completion manifest it is what a delete may remove, and nothing else.
+The staging directory is created through ``trust.confine`` (a planted symlink never leads
+out) and removed without following one.
 
 Owns the staging directory; must not download or hash (``engine``, ``verify`` do).
 """
@@ -30,6 +34,7 @@ from typing import Any
 
 from model_agent import errors
 from model_agent.download import ranges
+from model_agent.trust import confine
 
 __all__ = ["STAGING_NAME", "StagedFile", "Staging", "StagingBusyError"]
 
@@ -37,6 +42,8 @@ STAGING_NAME = ".model-agent-partial"
 _SIDECAR_VERSION = 1
 _SIDECAR_MAX_BYTES = 1024 * 1024
 _CHECKPOINT_SECONDS = 0.5
+_PLAN = "plan.json"
+_KEEP = frozenset({".lock", _PLAN})
 
 
 class StagingBusyError(errors.RetryableError):
@@ -132,13 +139,19 @@ class Staging:
         self.destination = destination
         if temp_dir is None:
             self.root = destination / STAGING_NAME
+            self.base = destination
         else:
             resolved = os.path.realpath(destination)
             self.root = temp_dir / f"model-agent-{_digest(resolved)}"
+            self.base = temp_dir
         self._lock_fd: int | None = None
 
     def __enter__(self) -> Staging:
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.base == self.destination:
+            confine.make_dirs(self.base, self.root)
+        else:
+            self.base.mkdir(parents=True, exist_ok=True)
+            confine.make_dirs(self.base, self.root)
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -217,7 +230,7 @@ class Staging:
         """Delete partial files whose path is not in ``keep`` (another revision's leftovers)."""
         wanted = {_digest(p) for p in keep}
         for entry in self.root.iterdir():
-            if entry.name == ".lock":
+            if entry.name in _KEEP:
                 continue
             if entry.name.split(".", 1)[0] not in wanted:
                 with contextlib.suppress(OSError):
@@ -225,7 +238,26 @@ class Staging:
 
     def remove(self) -> None:
         """Delete the whole staging directory (after success, or ``--cleanup-temp``)."""
-        shutil.rmtree(self.root, ignore_errors=True)
+        confine.remove_tree_inside(self.root, root=self.base)
+
+    def planned(self) -> list[str]:
+        """Every name a pull of this destination planned (``plan.json``; [] when absent)."""
+        if os.path.islink(self.root):
+            return []
+        try:
+            path = self.root / _PLAN
+            if path.stat().st_size > 64 * _SIDECAR_MAX_BYTES:
+                return []
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        names = value.get("paths") if isinstance(value, dict) else None
+        return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+    def record_plan(self, names: set[str]) -> None:
+        """Add ``names`` to ``plan.json`` before any of them is placed."""
+        union = sorted(set(self.planned()) | names)
+        _atomic_write_json(self.root / _PLAN, {"version": 1, "paths": union})
 
 
 def check_space(directory: pathlib.Path, needed: int, *, what: str) -> None:
@@ -245,9 +277,12 @@ def _fsync_directory(directory: pathlib.Path) -> None:
         os.close(fd)
 
 
-def place(staged: StagedFile, final: pathlib.Path, *, same_filesystem: bool) -> None:
-    """Move a verified temp file to ``final`` atomically (blocking: run it in a thread)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
+def place(
+    staged: StagedFile, final: pathlib.Path, *, same_filesystem: bool, root: pathlib.Path
+) -> None:
+    """Move a verified temp file to ``final`` atomically (blocking: run it in a thread).
+    ``final``'s directory is (re)checked to resolve inside ``root`` first."""
+    confine.make_dirs(root, final.parent)
     try:
         fd = os.open(staged.temp_path, os.O_RDONLY)
         try:

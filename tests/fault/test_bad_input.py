@@ -219,6 +219,7 @@ async def test_remote_names_with_traversal_fail_and_nothing_lands_outside(
     good = support.model_files(tmp_path / "good")
     hf_hub.add_repo("org/good", good)
     before = support.tree(tmp_path)
+    world.environ["MODEL_AGENT_CREDENTIAL_HOSTS"] = oci_store.endpoint.removeprefix("http://")
     instance = await world.start()
     for i, name in enumerate(UNSAFE_NAMES):
         hf_hub.add_repo(f"org/evil{i}", {**good, name: b"pwned"}, allow_unsafe_paths=True)

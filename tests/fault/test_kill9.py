@@ -132,7 +132,10 @@ def test_an_oci_pull_killed_ten_times_resumes_and_never_shows_a_wrong_file(
     uri = f"oci://n/{store.namespace}/b/models/o/llama"
     parameters = {"auth": "UserPrincipal", "endpoint": store.endpoint}
     body = support.model("ClusterBaseModel", "killed", uri, parameters=parameters)
-    env = {"OCI_CONFIG_FILE": str(support.write_oci_config(store, tmp_path / "oci"))}
+    env = {
+        "OCI_CONFIG_FILE": str(support.write_oci_config(store, tmp_path / "oci")),
+        "MODEL_AGENT_CREDENTIAL_HOSTS": store.endpoint.removeprefix("http://"),
+    }
     kill_and_resume(
         "oci-kill9", kube_api, store, source, body, "clusterbasemodel.killed",
         tmp_path / "node", env,

@@ -96,6 +96,7 @@ def test_planted_tokens_never_reach_logs_events_configmaps_or_metrics(
                 "HF_ENDPOINT": hub.endpoint,
                 "HF_TOKEN": ENV_TOKEN,
                 "OCI_CONFIG_FILE": str(config),
+                "MODEL_AGENT_CREDENTIAL_HOSTS": store.endpoint.removeprefix("http://"),
             },
             workdir=tmp_path / "node",
             timeout=60,

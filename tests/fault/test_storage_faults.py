@@ -67,6 +67,7 @@ def make_source(kind, world, hf_hub, oci_store, tmp_path, files, **hub_options) 
         world.environ["OCI_CONFIG_FILE"] = str(support.write_oci_config(oci_store, tmp_path))
         uri = f"oci://n/{oci_store.namespace}/b/models/o/m"
         parameters = {"auth": "UserPrincipal", "endpoint": oci_store.endpoint}
+        world.environ["MODEL_AGENT_CREDENTIAL_HOSTS"] = oci_store.endpoint.removeprefix("http://")
         server = oci_store
     body = support.model("BaseModel", "m", uri, parameters=parameters)
     return Source(kind, server, files, uri, parameters, "default.basemodel.m", body)
@@ -149,6 +150,7 @@ async def test_connection_resets_mid_body_are_retried_to_a_verified_ready_model(
         ResetProxy(int(oci_store.endpoint.rsplit(":", 1)[1]), resets=3, after=40_000) as proxy,
     ):
         world.environ["HF_ENDPOINT"] = hf_proxy.url
+        world.environ["MODEL_AGENT_CREDENTIAL_HOSTS"] = proxy.url.removeprefix("http://")
         instance = await world.start()
         world.create(instance, hf.body)
         oci_body = support.model(

@@ -311,7 +311,9 @@ async def test_the_hf_token_comes_from_the_secret_named_in_storage_key(world, tm
     assert "hf_goodtoken12" not in cm_text
 
 
-async def test_reserved_models_and_shared_paths_keep_their_files(world, tmp_path):
+async def test_reserved_models_keep_their_files_and_a_shared_path_passes_to_the_waiter(
+    world, tmp_path
+):
     world.hub.add_repo("org/a", model_files(tmp_path))
     instance = await world.start()
     reserved = basemodel("res", "hf://org/a")
@@ -319,14 +321,19 @@ async def test_reserved_models_and_shared_paths_keep_their_files(world, tmp_path
     shared_path = str(world.root / "shared")
     one = world.create(instance, reserved)
     two = world.create(instance, basemodel("s1", "hf://org/a", path=shared_path))
-    world.create(instance, basemodel("s2", "hf://org/a", path=shared_path))
-    for key in ("default.basemodel.res", "default.basemodel.s1", "default.basemodel.s2"):
+    for key in ("default.basemodel.res", "default.basemodel.s1"):
         await world.until(lambda k=key: status_of(world, k) == "Ready")
+    world.create(instance, basemodel("s2", "hf://org/a", path=shared_path))
+    await world.until(lambda: status_of(world, "default.basemodel.s2") == "Failed")
+    assert world.entry("default.basemodel.s2")["reason"] == "PathConflict"
+    assert "default.basemodel.s1" in world.entry("default.basemodel.s2")["message"]
     for stored, name in ((one, "res"), (two, "s1")):
         world.kube.delete("basemodels", name, "default")
         instance.submit("DELETED", stored)
         await world.until(lambda n=name: world.entry(f"default.basemodel.{n}") is None)
     assert (world.root / "default.basemodel.res" / "config.json").is_file()
+    # s1 let the directory go: s2, which waited for it, now holds it.
+    await world.until(lambda: status_of(world, "default.basemodel.s2") == "Ready")
     assert (world.root / "shared" / "config.json").is_file()
 
 
@@ -509,6 +516,8 @@ async def test_an_oci_model_downloads_through_the_agent(world, tmp_path, oci_sto
         + f"region={oci_store.config['region']}\nkey_file={key_file}\n"
     )
     world.environ["OCI_CONFIG_FILE"] = str(config_file)
+    # the admin allows the store named in parameters.endpoint
+    world.environ["MODEL_AGENT_CREDENTIAL_HOSTS"] = oci_store.endpoint.removeprefix("http://")
     for name, data in model_files(tmp_path).items():
         oci_store.add_object("models", f"llama/{name}", data)
     instance = await world.start()

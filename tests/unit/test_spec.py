@@ -117,6 +117,9 @@ def test_a_deletion_timestamp_means_deleting():
         (body(path="/"), errors.InvalidSpecError, "spec.storage.path"),
         (body(path=ROOT), errors.InvalidSpecError, "spec.storage.path"),
         (body(path=ROOT + "/.model-agent/x"), errors.InvalidSpecError, "state directory"),
+        (body(path=ROOT + "/.a.model-agent-next"), errors.InvalidSpecError, "reserved name"),
+        (body(path=ROOT + "/a/.model-agent-partial/x"), errors.InvalidSpecError, "reserved"),
+        (body(path=ROOT + "/.a.model-agent-old/b"), errors.InvalidSpecError, "reserved name"),
         (body(path="/a\\b"), errors.InvalidSpecError, "spec.storage.path"),
         (
             body(storageUri="oci://n/ns/b/b/o/p", parameters={"auth": "Password"}),
