@@ -336,6 +336,7 @@ class Agent:
             on_progress=lambda p: self._on_progress(lane, p),
             on_activity=lambda: setattr(lane, "active_at", time.monotonic()),
             download_slot=lambda: agent_watchdog.lane_slot(self._slots, lane),
+            waiting=lambda: agent_watchdog.lane_waiting(lane),
         )
         await self.work.sync(model, context)
 
