@@ -107,11 +107,11 @@ class HeldSlot:
 
     @contextlib.asynccontextmanager
     async def lent(self) -> AsyncIterator[None]:
+        """Taken again only when the body ends normally: a cancelled wait must not queue
+        for a slot it would give back at once."""
         self.give()
-        try:
-            yield
-        finally:
-            await self.take()
+        yield
+        await self.take()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -93,43 +93,51 @@ class Admission:
         wanted = [(d, n, c) for d, n, c in directories if n > 0]
         token: int | None = None
         told: tuple[object, ...] | None = None
-        lent: contextlib.AsyncExitStack | None = None
         me = id(wanted)
         try:
-            while token is None:
-                version, generation = self.ledger.version, self._generation
-                needs, spaces = await self._read(wanted)
-                if self.ledger.version != version:
-                    continue  # a promise changed while statvfs ran: read again
-                reserves = {key: self._reserve.of(space.capacity) for key, space in spaces.items()}
-                ruling = ledger.verdict_of(self.ledger.decide_all(needs, spaces, reserves))
-                if ruling is None:
-                    token = self.ledger.promise(needs)
-                    break
-                if ruling.verdict == ledger.NEVER:
-                    raise errors.NoSpaceError(ruling.message)
-                self._waiting[me] = ruling.needed
+            # The slot lent while waiting is taken back only when admitted: a cancelled or
+            # failed wait ends at once (the caller's slot is simply no longer held).
+            async with contextlib.AsyncExitStack() as lent:
+                lending = False
+                while token is None:
+                    version, generation = self.ledger.version, self._generation
+                    needs, spaces = await self._read(wanted)
+                    if self.ledger.version != version:
+                        continue  # a promise changed while statvfs ran: read again
+                    reserves = {k: self._reserve.of(space.capacity) for k, space in spaces.items()}
+                    ruling = ledger.verdict_of(self.ledger.decide_all(needs, spaces, reserves))
+                    if ruling is None:
+                        token = self.ledger.promise(needs)
+                        break
+                    if ruling.verdict == ledger.NEVER:
+                        raise errors.NoSpaceError(ruling.message)
+                    self._waiting[me] = ruling.needed
+                    self._gauges()
+                    if not lending and waiting is not None:
+                        await lent.enter_async_context(waiting())
+                        lending = True
+                    # Told again only when the promises or the need change, not with every
+                    # byte someone else writes: a waiting model costs no API write per look.
+                    reason = (ruling.directory, ruling.needed, ruling.promised, ruling.running)
+                    if told != reason:
+                        logger.info("%s", ruling.message)
+                        if on_wait is not None:
+                            await on_wait(ruling)
+                    told = reason
+                    if generation != self._generation:
+                        continue  # space was freed while this round looked
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._event.wait(), timeout=self._poll)
+                self._waiting.pop(me, None)
                 self._gauges()
-                if lent is None and waiting is not None:
-                    lent = contextlib.AsyncExitStack()
-                    await lent.enter_async_context(waiting())
-                # Told again only when the promises or the need change, not with every byte
-                # someone else writes: a waiting model costs no API write per look.
-                reason = (ruling.directory, ruling.needed, ruling.promised, ruling.running)
-                if told != reason:
-                    logger.info("%s", ruling.message)
-                    if on_wait is not None:
-                        await on_wait(ruling)
-                told = reason
-                if generation != self._generation:
-                    continue  # space was freed while this round looked
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._event.wait(), timeout=self._poll)
+        except BaseException:
+            if token is not None:  # admitted, then cancelled while taking the slot back
+                self.ledger.release(token)
+                self.freed()
+            raise
         finally:
             self._waiting.pop(me, None)
             self._gauges()
-            if lent is not None:
-                await lent.aclose()  # takes the download slot back (may wait for it)
         try:
             self._gauges()
             yield

@@ -91,3 +91,36 @@ async def test_the_reserve_is_kept_free(tmp_path: pathlib.Path) -> None:
         [(str(tmp_path), share, 1)]
     ):
         pass
+
+
+async def test_a_waiting_download_lends_its_slot_and_a_cancel_ends_it_at_once(
+    tmp_path: pathlib.Path,
+) -> None:
+    from model_agent import agent_lanes
+
+    slots = agent_lanes.DownloadSlots(1, None)
+    gate = admission.Admission(reserve=settings.FreeSpace(), poll=60.0)
+    share = int(free_of(tmp_path).free * 0.6)
+    blocker = gate.reserve([(str(tmp_path), share, 1)])
+    await blocker.__aenter__()
+
+    async def waiter() -> None:
+        async with slots.slot() as held:
+            async with gate.reserve([(str(tmp_path), share, 1)], waiting=held.lent):
+                raise AssertionError("admitted into promised space")
+
+    task = asyncio.create_task(waiter())
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if slots.active == 0 and gate._waiting:
+            break
+    assert slots.active == 0  # lent back while it waits for space
+    async with asyncio.timeout(5), slots.slot():  # another task gets the only slot
+        assert slots.active == 1
+        task.cancel()  # e.g. the model was deleted: it must not queue for the slot first
+        await asyncio.wait([task], timeout=5)
+        assert task.cancelled()
+    assert slots.active == 0 and slots.waiting == 0
+    async with asyncio.timeout(5), slots.slot():  # exactly one slot, none leaked or doubled
+        assert slots._semaphore.locked()
+    await blocker.__aexit__(None, None, None)
