@@ -9,7 +9,8 @@ partial download of a model deleted while the agent was down (and that no record
 reported as partial bytes, kept while younger than ``--partial-ttl`` and removed once older;
 an orphan directory is reported (log line, gauges) and kept while ``--orphan-grace`` is off,
 then removed when the admin enables it, while the Ready model's directory, a symlink under
-the root and the file it points to outside the root stay untouched.
+the root and the file it points to outside the root stay untouched, and so does a directory
+the path-ownership registry gives a model.
 """
 
 from __future__ import annotations
@@ -191,6 +192,10 @@ async def test_an_orphan_is_reported_and_removed_only_when_enabled(
     key = "default.basemodel.kept"
     assert await world.settles(key, "Ready", "Failed") == "Ready"
     assert instance.janitor is not None
+    held = world.root / "held-by-kept"  # a directory the ownership registry gives the model
+    (held / "f").parent.mkdir()
+    (held / "f").write_bytes(b"h" * 1000)
+    instance.work.owners.claim(await asyncio.to_thread(os.path.realpath, held), owner=key)
     rounds = instance.janitor.rounds
     await world.until(lambda: instance.janitor is not None and instance.janitor.rounds > rounds + 3)
 
@@ -205,6 +210,7 @@ async def test_an_orphan_is_reported_and_removed_only_when_enabled(
     await world.stop_all()
     instance = await world.start(recorder=None, disk_scan_interval="0.1", orphan_grace="0s")
     await world.until(lambda: not stray.exists())
+    assert (held / "f").exists()
     assert (outside / "precious").read_bytes() == b"p" * 1000
     assert (world.root / "link").is_symlink()
     assert world.view.settled(key, "Ready")
