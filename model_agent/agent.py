@@ -29,6 +29,7 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from model_agent import (
+    agent_janitor,
     agent_lanes,
     agent_startup,
     agent_watchdog,
@@ -40,6 +41,7 @@ from model_agent import (
     settings,
     spec,
 )
+from model_agent.disk import janitor
 from model_agent.kube import configmap, events, nodes
 from model_agent.kube import models as kube_models
 
@@ -112,6 +114,7 @@ class Agent:
         self._shapes = agent_lanes.ShapeCache(config.instance_type_map)
         self.last_success: datetime.datetime | None = None
         self.last_error: str | None = None
+        self.janitor: janitor.Janitor | None = None  # the disk janitor, once started
 
     # --- public API ----------------------------------------------------------------------
 
@@ -181,6 +184,7 @@ class Agent:
             stop=self._stop_event,
         )
         self._background.append(asyncio.create_task(watchdog, name="lane-watchdog"))
+        self._background.extend(agent_janitor.start(self))
         self._started = True
         logger.info(
             "agent started on node %s with %d models known", self.node_name, len(self.lanes)
@@ -336,6 +340,7 @@ class Agent:
             on_progress=lambda p: self._on_progress(lane, p),
             on_activity=lambda: setattr(lane, "active_at", time.monotonic()),
             download_slot=lambda: agent_watchdog.lane_slot(self._slots, lane),
+            waiting=lambda: agent_watchdog.lane_waiting(lane),
         )
         await self.work.sync(model, context)
 

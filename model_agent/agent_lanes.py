@@ -12,7 +12,17 @@ from collections.abc import AsyncIterator, Mapping
 
 from model_agent import errors, metrics, report, selection, spec
 
-__all__ = ["DELETE", "SYNC", "DownloadSlots", "Lane", "ShapeCache", "Verdict", "backoff", "judge"]
+__all__ = [
+    "DELETE",
+    "SYNC",
+    "DownloadSlots",
+    "HeldSlot",
+    "Lane",
+    "ShapeCache",
+    "Verdict",
+    "backoff",
+    "judge",
+]
 
 SYNC, DELETE = "sync", "delete"
 
@@ -39,7 +49,8 @@ class Lane:
     progress_written: float = 0.0
     seen_at: float = 0.0  # monotonic time of the model's last event
     active_at: float = 0.0  # monotonic time of the running task's last sign of progress
-    waiting_slot: bool = False  # the running task waits for a download slot
+    waiting_slot: bool = False  # the running task waits for a download slot or disk space
+    held: HeldSlot | None = None  # the running task's download slot
     conflicted: bool = False  # the last attempt failed with PathConflict (retry on release)
 
 
@@ -53,26 +64,54 @@ class DownloadSlots:
         self.active = 0
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        self.waiting += 1
-        self._gauges()
+    async def slot(self) -> AsyncIterator[HeldSlot]:
+        held = HeldSlot(self)
+        await held.take()
         try:
-            await self._semaphore.acquire()
+            yield held
         finally:
-            self.waiting -= 1
-        self.active += 1
-        self._gauges()
-        try:
-            yield
-        finally:
-            self.active -= 1
-            self._semaphore.release()
-            self._gauges()
+            held.give()
 
     def _gauges(self) -> None:
         if self._metrics is not None:
             self._metrics.task_queue_depth.set(self.waiting)
             self._metrics.active_workers.set(self.active)
+
+
+class HeldSlot:
+    """One task's download slot; ``lent()`` gives it back while the task waits for something
+    else (disk space) and takes one again after."""
+
+    def __init__(self, slots: DownloadSlots) -> None:
+        self._slots = slots
+        self.held = False
+
+    async def take(self) -> None:
+        slots = self._slots
+        slots.waiting += 1
+        slots._gauges()
+        try:
+            await slots._semaphore.acquire()
+        finally:
+            slots.waiting -= 1
+        self.held = True
+        slots.active += 1
+        slots._gauges()
+
+    def give(self) -> None:
+        if self.held:
+            self.held = False
+            self._slots.active -= 1
+            self._slots._semaphore.release()
+            self._slots._gauges()
+
+    @contextlib.asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        """Taken again only when the body ends normally: a cancelled wait must not queue
+        for a slot it would give back at once."""
+        self.give()
+        yield
+        await self.take()
 
 
 @dataclasses.dataclass(frozen=True)

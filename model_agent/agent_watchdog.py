@@ -3,7 +3,8 @@ far longer than the stall timeout is restarted, with a log line naming the model
 
 The stall timeout guards each transfer; this guards everything around them (an API call or
 a metadata request that never answers, a hung thread). Time spent waiting for a download
-slot is not a lack of progress. Pure decision (``stuck``) and one loop (``watch``)."""
+slot, or for disk space to be admitted, is not a lack of progress. Pure decision
+(``stuck``) and one loop (``watch``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from model_agent import agent_lanes
 
-__all__ = ["STALL_FACTOR", "lane_slot", "stuck", "watch"]
+__all__ = ["STALL_FACTOR", "lane_slot", "lane_waiting", "stuck", "watch"]
 
 logger = logging.getLogger("model_agent.agent")
 
@@ -44,12 +45,28 @@ async def lane_slot(
     """A download slot for ``lane``; the wait for it does not count as being stuck."""
     lane.waiting_slot = True
     try:
-        async with slots.slot():
-            lane.waiting_slot = False
+        async with slots.slot() as held:
+            lane.waiting_slot, lane.held = False, held
             lane.active_at = time.monotonic()
             yield
     finally:
+        lane.waiting_slot, lane.held = False, None
+
+
+@contextlib.asynccontextmanager
+async def lane_waiting(lane: agent_lanes.Lane) -> AsyncIterator[None]:
+    """``lane`` waits for disk space: its download slot is lent back meanwhile, and the wait
+    (and taking the slot again) does not count as being stuck."""
+    lane.waiting_slot = True
+    try:
+        if lane.held is None:
+            yield
+        else:
+            async with lane.held.lent():
+                yield
+    finally:
         lane.waiting_slot = False
+        lane.active_at = time.monotonic()
 
 
 async def watch(

@@ -28,13 +28,14 @@ import contextlib
 import dataclasses
 import logging
 import pathlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from kubernetes_asyncio import client
 
 from model_agent import agent_disk as disk
 from model_agent import agent_reporter, errors, manifest, metrics, pipeline, report, settings, spec
+from model_agent.disk import admission, ledger
 from model_agent.download import staging
 from model_agent.kube import configmap, events, nodes, secrets
 from model_agent.kube import models as kube_models
@@ -64,6 +65,8 @@ class WorkContext:
     on_progress: Callable[[report.Progress], None] | None = None
     on_activity: Callable[[], None] | None = None  # any sign of progress, even when quiet
     download_slot: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None
+    #: Entered while the download waits for disk space (the slot is lent back meanwhile).
+    waiting: admission.Waiting | None = None
 
 
 class Work(agent_reporter.Reporter):
@@ -96,6 +99,7 @@ class Work(agent_reporter.Reporter):
         self.owners = ownership.Registry(state_dir)
         self._on_release = on_release
         self._policy = config.credential_policy()
+        self.admission = admission.Admission(reserve=config.min_free_space, recorder=recorder)
 
     # --- sync ----------------------------------------------------------------------------
 
@@ -173,6 +177,7 @@ class Work(agent_reporter.Reporter):
                 state_dir=self.state_dir,
                 metrics=self.metrics,
                 progress=callback,
+                admit=self._admit(ref, ctx, quiet=quiet),
             )
         config: Mapping[str, Any] | None = result.config
         if updating_beside:
@@ -204,12 +209,34 @@ class Work(agent_reporter.Reporter):
             if self._on_release is not None:
                 self._on_release()
 
+    def _admit(self, ref: spec.ModelRef, ctx: WorkContext, *, quiet: bool) -> pipeline.Admit:
+        """The pull's admission into the disk: waits for room (reported as ``Updating`` with
+        the reason, unless a Ready version stays in service) or fails with ``NoSpace``."""
+
+        async def on_wait(decision: ledger.Decision) -> None:
+            if not quiet:
+                await self.publish(
+                    ref,
+                    report.UPDATING,
+                    progress=report.Progress(phase="scanning"),
+                    reason="WaitingForDiskSpace",
+                    message=decision.message,
+                )
+
+        @contextlib.asynccontextmanager
+        async def admit(needs: Sequence[tuple[str, int, int]], what: str) -> AsyncIterator[None]:
+            async with self.admission.reserve(needs, on_wait=on_wait, waiting=ctx.waiting):
+                yield
+
+        return admit
+
     async def _remove_old_path(self, ref: spec.ModelRef, path: str, *, reserve: bool) -> None:
         """After a path change: the files at the old path go (unless kept); its claim ends."""
         if reserve or await self._held_by_another(ref, path):
             logger.info("model %s: files at the old path %s kept", ref.configmap_key, path)
         else:
             await asyncio.to_thread(self._delete_files, pathlib.Path(path), ref.configmap_key)
+            self.admission.freed()
             logger.info("model %s: removed the old path %s", ref.configmap_key, path)
         await self._release(ref.configmap_key, path)
 
@@ -339,6 +366,7 @@ class Work(agent_reporter.Reporter):
         key = ref.configmap_key
         for destination in doomed:
             await asyncio.to_thread(self._delete_files, destination, key)
+        self.admission.freed()  # downloads waiting for room look again
         # A cancelled download may still have a file operation running in a worker thread
         # (mkdir, a sidecar write): sweep again after it had time to end.
         for _ in range(2):

@@ -23,7 +23,16 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Entry", "Manifest", "forget", "load", "manifest_path", "matches_disk", "save"]
+__all__ = [
+    "Entry",
+    "Manifest",
+    "destinations",
+    "forget",
+    "load",
+    "manifest_path",
+    "matches_disk",
+    "save",
+]
 
 _VERSION = 1
 _MAX_BYTES = 64 * 1024**2
@@ -130,3 +139,23 @@ def matches_disk(manifest: Manifest) -> bool:
 def forget(destination: pathlib.Path, *, state_dir: pathlib.Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         manifest_path(destination, state_dir=state_dir).unlink()
+
+
+def destinations(*, state_dir: pathlib.Path) -> list[str]:
+    """The destination of every readable manifest (what completed models claim on disk)."""
+    found: list[str] = []
+    folder = state_dir / "manifests"
+    try:
+        paths = sorted(folder.glob("*.json"))
+    except OSError:
+        return found
+    for path in paths:
+        try:
+            if path.stat().st_size > _MAX_BYTES:
+                continue
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(raw, dict) and isinstance(raw.get("destination"), str):
+                found.append(raw["destination"])
+        except (OSError, ValueError):
+            continue
+    return found

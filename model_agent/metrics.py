@@ -13,9 +13,10 @@ scrape time), so alerts can fire before a disk fills.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 import prometheus_client as prom
@@ -176,8 +177,52 @@ class Metrics:
             "Unix time of the last model that became Ready on this node.",
             registry=r,
         )
+        # --- the node's disk (model_agent.disk) ---
+        self.model_disk = prom.Gauge(
+            "model_agent_model_disk_bytes",
+            "Bytes on disk of each model placed on this node (measured every disk scan).",
+            _MODEL,
+            registry=r,
+        )
+        self.partial_bytes = prom.Gauge(
+            "model_agent_disk_partial_bytes",
+            "Bytes on disk of partial downloads (staging areas) under the models root.",
+            registry=r,
+        )
+        self.orphan_bytes = prom.Gauge(
+            "model_agent_disk_orphan_bytes",
+            "Bytes on disk of directories under the models root that no model owns.",
+            registry=r,
+        )
+        self.orphan_directories = prom.Gauge(
+            "model_agent_disk_orphan_directories",
+            "Directories under the models root that no model owns.",
+            registry=r,
+        )
+        self.disk_promised = prom.Gauge(
+            "model_agent_disk_promised_bytes",
+            "Bytes promised to running downloads (admitted, not yet finished).",
+            registry=r,
+        )
+        self.disk_waiting = prom.Gauge(
+            "model_agent_disk_waiting_downloads",
+            "Downloads waiting because what they need does not fit in the free space.",
+            registry=r,
+        )
+        self.disk_waiting_bytes = prom.Gauge(
+            "model_agent_disk_waiting_bytes",
+            "Bytes needed by the downloads waiting for disk space.",
+            registry=r,
+        )
+        self.disk_removed = prom.Counter(
+            "model_agent_disk_cleanup_removed",
+            "Directories removed by a cleanup policy, by kind (partial or orphan).",
+            ("kind",),
+            registry=r,
+        )
         self._filesystems = _FilesystemCollector()
         r.register(self._filesystems)
+        self._measured: set[ModelLabels] = set()
         prom.ProcessCollector(registry=r)
         prom.PlatformCollector(registry=r)
         prom.GCCollector(registry=r)
@@ -224,6 +269,29 @@ class Metrics:
 
     def loop_lag_observed(self, seconds: float) -> None:
         self.loop_lag.set(seconds)
+
+    def disk_admission(self, *, promised: int, waiting: int, waiting_bytes: int) -> None:
+        self.disk_promised.set(promised)
+        self.disk_waiting.set(waiting)
+        self.disk_waiting_bytes.set(waiting_bytes)
+
+    def disk_usage(
+        self, *, models: Mapping[ModelLabels, int], partial: int, orphan: int, orphans: int
+    ) -> None:
+        """One disk scan's result; models no longer measured lose their series."""
+        for labels in self._measured - set(models):
+            with contextlib.suppress(KeyError):
+                self.model_disk.remove(*labels)
+        for labels, nbytes in models.items():
+            self.model_disk.labels(*labels).set(nbytes)
+        self._measured = set(models)
+        self.partial_bytes.set(partial)
+        self.orphan_bytes.set(orphan)
+        self.orphan_directories.set(orphans)
+
+    def disk_cleaned(self, kind: str) -> None:
+        """``kind``: ``partial`` or ``orphan``."""
+        self.disk_removed.labels(kind).inc()
 
     def watch_filesystem(self, path: str) -> None:
         """Expose free/total bytes of ``path``'s filesystem (models root, temp dir)."""

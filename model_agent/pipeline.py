@@ -20,13 +20,14 @@ Logs (the admin guide greps them): ``downloading file``, ``verification passed|f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import pathlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from model_agent import errors, manifest, metrics, planning, settings, uris
@@ -35,6 +36,7 @@ from model_agent.storage import base
 from model_agent.trust import confine
 
 __all__ = [
+    "Admit",
     "Progress",
     "PullRequest",
     "PullResult",
@@ -63,6 +65,21 @@ class PullRequest:
 
 
 Progress = files.Progress
+
+#: Admission into the disk: given ``(directory, bytes, files)`` still to write on each
+#: filesystem and what is pulled, hold room for them for the ``async with`` body, or raise
+#: ``NoSpaceError`` (the agent's hook may wait for room first).
+Admit = Callable[
+    [Sequence[tuple[str, int, int]], str], contextlib.AbstractAsyncContextManager[None]
+]
+
+
+@contextlib.asynccontextmanager
+async def check_now(needs: Sequence[tuple[str, int, int]], what: str) -> AsyncIterator[None]:
+    """The admission of a lone pull: the space must be free now."""
+    for directory, needed, _ in needs:
+        await asyncio.to_thread(staging.check_space, pathlib.Path(directory), needed, what=what)
+    yield
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +157,7 @@ async def pull(
     state_dir: pathlib.Path,
     metrics: metrics.Metrics | None = None,
     progress: Callable[[Progress], None] | None = None,
+    admit: Admit = check_now,
 ) -> PullResult:
     """Make ``request.destination`` hold the verified model; see the module docstring."""
     absolute = pathlib.Path(request.destination).absolute()  # noqa: ASYNC240 (no I/O)
@@ -147,7 +165,7 @@ async def pull(
     started = time.monotonic()
     labels = request.metrics_labels
     try:
-        result = await _pull(request, settings, state_dir, metrics, progress)
+        result = await _pull(request, settings, state_dir, metrics, progress, admit)
     except errors.AgentError as exc:
         log.error("Failed to pull %s: %s", request.uri, exc, extra={"reason": exc.reason})
         if metrics is not None and labels is not None:
@@ -186,6 +204,7 @@ async def _pull(
     state_dir: pathlib.Path,
     recorder: metrics.Metrics | None,
     callback: Callable[[Progress], None] | None,
+    admit: Admit = check_now,
 ) -> PullResult:
     key = request_key(request)
     stored = manifest.load(request.destination, state_dir=state_dir)
@@ -212,7 +231,7 @@ async def _pull(
             len(chosen),
             sum(f.size for f in chosen),
         )
-        worker = await _transfer(request, config, backend, chosen, tracker, recorder)
+        worker = await _transfer(request, config, backend, chosen, tracker, recorder, admit)
     finally:
         await backend.close()
     await asyncio.to_thread(_remove_dropped, request.destination, stored, {f.path for f in chosen})
@@ -246,6 +265,7 @@ async def _transfer(
     chosen: list[base.RemoteFile],
     tracker: files.Tracker,
     recorder: metrics.Metrics | None,
+    admit: Admit = check_now,
 ) -> files.Worker:
     """Download, verify and place ``chosen`` into the destination; returns the worker (its
     manifest entries and counters). The staging directory is gone on success, and on a
@@ -277,7 +297,10 @@ async def _transfer(
     connections = config.concurrency * config.multipart_concurrency + 2
     with stage:
         try:
-            async with engine.new_session(connections=connections, options=options) as session:
+            async with (
+                engine.new_session(connections=connections, options=options) as session,
+                contextlib.AsyncExitStack() as admitted,
+            ):
                 fetcher = engine.Engine(
                     backend, session, options, on_bytes=on_bytes, on_rate_limited=on_rate_limited
                 )
@@ -294,7 +317,10 @@ async def _transfer(
                 await asyncio.to_thread(stage.remove_stale, {f.path for f in chosen})
                 await asyncio.to_thread(stage.record_plan, {f.path for f in chosen})
                 what = f"staging {request.uri}"
-                await asyncio.to_thread(files.check_space, stage, request.destination, chosen, what)
+                needs = await asyncio.to_thread(
+                    files.space_needs, stage, request.destination, chosen
+                )
+                await admitted.enter_async_context(admit(needs, what))
                 for file in chosen:
                     tracker.completed_bytes += stage.resumable_bytes(
                         path=file.path, size=file.size, identity=file.identity

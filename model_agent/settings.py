@@ -19,9 +19,12 @@ from model_agent.trust import egress as credential_rules
 __all__ = [
     "FLAGS",
     "Flag",
+    "FreeSpace",
     "Settings",
     "parse_bool",
     "parse_duration",
+    "parse_free_space",
+    "parse_optional_duration",
     "parse_size",
     "resolve",
 ]
@@ -71,6 +74,42 @@ def parse_size(text: str) -> int:
         raise ValueError(f"{text!r} is not a size (examples: 4194304, 4Mi, 200MiB, 1G)")
     unit = (match.group(2) or "").lower()
     return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+@dataclasses.dataclass(frozen=True)
+class FreeSpace:
+    """Free space kept on a filesystem: ``nbytes``, or ``percent`` of its capacity."""
+
+    nbytes: int = 0
+    percent: float = 0.0
+
+    def of(self, capacity: int) -> int:
+        """The reserve in bytes on a filesystem of ``capacity`` bytes."""
+        return max(self.nbytes, int(capacity * self.percent / 100))
+
+
+def parse_free_space(text: str) -> FreeSpace:
+    """A size (``10Gi``, ``0``) or a percent of the filesystem (``5%``)."""
+    value = text.strip()
+    if value.endswith("%"):
+        try:
+            percent = float(value[:-1])
+        except ValueError:
+            raise ValueError(f"{text!r} is not a percent (example: 5%)") from None
+        if not 0 <= percent < 100:
+            raise ValueError(f"{text!r} must be at least 0% and below 100%")
+        return FreeSpace(percent=percent)
+    return FreeSpace(nbytes=parse_size(value))
+
+
+_OFF = frozenset({"off", "false", "no", "never", "none", "disabled"})
+
+
+def parse_optional_duration(text: str) -> float | None:
+    """``off`` (None: the policy is disabled) or a duration."""
+    if text.strip().lower() in _OFF:
+        return None
+    return parse_duration(text)
 
 
 def parse_bool(text: str) -> bool:
@@ -258,6 +297,40 @@ FLAGS: tuple[Flag, ...] = (
         ("MODEL_AGENT_NUM_DOWNLOAD_WORKER",),
     ),
     Flag(
+        "min_free_space",
+        "--min-free-space",
+        "0",
+        parse_free_space,
+        "Free space a download may not use on each models filesystem: a size or a percent.",
+        ("MODEL_AGENT_MIN_FREE_SPACE",),
+    ),
+    Flag(
+        "partial_ttl",
+        "--partial-ttl",
+        "24h",
+        parse_optional_duration,
+        "Partial downloads of models gone or unselected are removed this long after their last "
+        "write (off: kept).",
+        ("MODEL_AGENT_PARTIAL_TTL",),
+    ),
+    Flag(
+        "orphan_grace",
+        "--orphan-grace",
+        "off",
+        parse_optional_duration,
+        "Directories under the models root that no model owns are removed this long after "
+        "first seen (off: only reported).",
+        ("MODEL_AGENT_ORPHAN_GRACE",),
+    ),
+    Flag(
+        "disk_scan_interval",
+        "--disk-scan-interval",
+        "5m",
+        parse_optional_duration,
+        "How often disk usage is measured and the cleanup policies run (off: never).",
+        ("MODEL_AGENT_DISK_SCAN_INTERVAL",),
+    ),
+    Flag(
         "node_label_retry",
         "--node-label-retry",
         "5",
@@ -372,6 +445,10 @@ class Settings:
     data_no_proxy: str | None = None
     ca_bundle: str | None = None
     num_download_worker: int = 5
+    min_free_space: FreeSpace = dataclasses.field(default_factory=FreeSpace)
+    partial_ttl: float | None = 86400.0
+    orphan_grace: float | None = None
+    disk_scan_interval: float | None = 300.0
     node_label_retry: int = 5
     max_concurrent_reconciles: int = 10
     config_map_sync_interval: float = 30.0

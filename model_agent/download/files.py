@@ -26,7 +26,7 @@ from model_agent.download import engine, staging
 from model_agent.storage import base
 from model_agent.trust import confine
 
-__all__ = ["Progress", "Tracker", "Worker", "check_space", "final_path"]
+__all__ = ["Progress", "Tracker", "Worker", "check_space", "final_path", "space_needs"]
 
 log = logging.getLogger("model_agent.download")
 
@@ -94,12 +94,13 @@ def final_path(destination: pathlib.Path, name: str) -> pathlib.Path:
     return final
 
 
-def check_space(
-    stage: staging.Staging, destination: pathlib.Path, files: list[base.RemoteFile], what: str
-) -> None:
-    """Refuse to start (``NoSpaceError``) when the staging filesystem cannot hold what is left
-    to download, or, across filesystems, the destination cannot hold the model (blocking)."""
-    needed = 0
+def space_needs(
+    stage: staging.Staging, destination: pathlib.Path, files: list[base.RemoteFile]
+) -> list[tuple[str, int, int]]:
+    """``(directory, bytes, files)`` still to be written on each filesystem: what is left to
+    download into the staging directory and, across filesystems, the whole model at the
+    destination (blocking)."""
+    needed = count = 0
     for file in files:
         try:
             if (destination / file.path).stat().st_size == file.size:
@@ -108,9 +109,20 @@ def check_space(
             pass
         kept = stage.resumable_bytes(path=file.path, size=file.size, identity=file.identity)
         needed += file.size - kept
-    staging.check_space(stage.root, needed, what=what)
+        count += 1
+    needs = [(str(stage.root), needed, count)]
     if not stage.same_filesystem():
-        staging.check_space(destination, sum(f.size for f in files), what=str(destination))
+        needs.append((str(destination), sum(f.size for f in files), len(files)))
+    return needs
+
+
+def check_space(
+    stage: staging.Staging, destination: pathlib.Path, files: list[base.RemoteFile], what: str
+) -> None:
+    """Refuse to start (``NoSpaceError``) when the staging filesystem cannot hold what is left
+    to download, or, across filesystems, the destination cannot hold the model (blocking)."""
+    for directory, needed, _ in space_needs(stage, destination, files):
+        staging.check_space(pathlib.Path(directory), needed, what=what)
 
 
 class Worker:

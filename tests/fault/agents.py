@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from model_agent import agent, settings
+from model_agent import agent, metrics, settings
 from tests.fault import support
 from tests.harness.kube import FakeKube
 
@@ -47,11 +47,19 @@ class Harness:
         return settings.resolve(values, dict(self.environ))
 
     async def start(
-        self, *, max_attempts: int = 3, repair_interval: float = 60.0, **flags: Any
+        self,
+        *,
+        max_attempts: int = 3,
+        repair_interval: float = 60.0,
+        recorder: metrics.Metrics | None = None,
+        stuck_after: float | None = None,
+        **flags: Any,
     ) -> agent.Agent:
         instance = agent.Agent(
             config=self.settings(**flags),
             api=self.api,
+            recorder=recorder,
+            stuck_after=stuck_after,
             max_attempts=max_attempts,
             repair_interval=repair_interval,
             retry_base=0.05,

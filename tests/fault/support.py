@@ -13,6 +13,7 @@ import os
 import pathlib
 import random
 import stat
+import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -138,3 +139,26 @@ def corrupt_final_files(destination: pathlib.Path, source: Mapping[str, bytes]) 
 def tree(root: pathlib.Path) -> set[str]:
     """Every path under ``root`` (files and directories), relative, for before/after checks."""
     return {p.relative_to(root).as_posix() for p in root.rglob("*")} if root.exists() else set()
+
+
+@contextlib.contextmanager
+def tmpfs(mountpoint: pathlib.Path, size: int) -> Iterator[pathlib.Path]:
+    """A real tmpfs of ``size`` bytes mounted at ``mountpoint`` for the block, or
+    ``pytest.skip`` with the reason where this run cannot mount one (not root, no tmpfs)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root; this run is not root")
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -28,22 +27,8 @@ SIZE = 8 * 1024 * 1024
 
 @pytest.fixture
 def small_fs(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root; this run is not root")
-    mountpoint = tmp_path / "smallfs"
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with support.tmpfs(tmp_path / "smallfs", SIZE) as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 @pytest.fixture

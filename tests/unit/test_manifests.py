@@ -416,6 +416,7 @@ def test_alerts_cover_failures_down_stuck_checksums_and_disk() -> None:
         "model_agent_download_in_progress_bytes",
         "model_agent_md5_checksum_failed_total",
         "model_agent_filesystem_free_bytes",
+        "model_agent_disk_waiting_downloads",
     } <= used
 
 
@@ -437,8 +438,14 @@ def test_dashboard_panels_have_unique_ids_and_cover_the_contract_metrics() -> No
         "model_agent_rate_limit_wait_seconds_sum",
         "model_agent_configmap_operations_total",
         "model_agent_verification_duration_seconds_bucket",
+        "model_agent_model_disk_bytes",
+        "model_agent_disk_partial_bytes",
+        "model_agent_disk_orphan_bytes",
+        "model_agent_disk_waiting_downloads",
     ):
         assert name in used, name
+    titles = {panel["title"] for panel in board["panels"]}
+    assert "Storage usage per node" in titles
 
 
 # --- the DaemonSet and friends --------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Node disk as a managed resource: admission with reservations, cleanup policies, usage."""
