@@ -23,6 +23,7 @@ import prometheus_client
 import pytest
 
 from model_agent import manifest, metrics, pipeline, spec
+from model_agent.trust import ownership
 from tests.integration.test_agent import NODE, Harness, basemodel, model_files, status_of
 
 
@@ -284,7 +285,11 @@ async def test_models_ome_placed_are_adopted_without_the_label_leaving_ready(wor
     assert world.hub.bytes_served() == served  # verified in place, nothing downloaded
     assert world.entry(key)["config"]["artifact"]["sha"] == world.hub.commit_of("org/o")
     state = world.root / spec.STATE_DIR_NAME
-    assert any(state.rglob("*")), "the completion record was written"
+    record = manifest.load(folder, state_dir=state)
+    assert record is not None and record.owner == key  # the completion record, ours now
+    assert {f.path for f in record.files} == set(files)  # a delete removes exactly these
+    claims = ownership.Registry(state).held_by(key)
+    assert [c.path for c in claims] == [str(folder.resolve())]  # the path-ownership record
     await instance.stop()
     with LabelWatch(world, key, label) as watch:
         second = await world.start()
