@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# model-agent: the OME model agent as a slim, non-root image.
+# model-agent: the OME model agent as a slim image (root by default, as OME's; run it as
+# 65532 with manifests/daemonset.yaml).
 #   docker build -t model-agent:0.1.0 .
 #   docker run --rm model-agent:0.1.0 --help
 # Stage 1 builds wheels for the package and every dependency; stage 2 installs only those
@@ -25,15 +26,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/tmp
-# UID/GID 65532: the hostPath models root must be writable by it (see the DaemonSet's
-# prepare-models-root init container, or `install -d -o 65532 -g 65532 /mnt/models` on nodes).
+# UID/GID 65532 exists for hardened deployments: manifests/daemonset.yaml runs the agent as
+# 65532 explicitly (its init container hands the models root to that user). The image's default
+# user stays root, as OME's agent image: OME's DaemonSet and Helm chart set no securityContext
+# and mount a hostPath the kubelet creates as root, and must run this image unchanged.
 RUN groupadd --system --gid 65532 model-agent \
     && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /tmp \
        --shell /usr/sbin/nologin model-agent
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links=/wheels model-agent \
     && model-agent --help >/dev/null
-USER 65532:65532
 # 8080: /healthz /readyz /livez /metrics; 8081: Kopf's liveness endpoint.
 EXPOSE 8080 8081
 # For `docker run`; Kubernetes uses the DaemonSet's probes instead. No shell or curl needed.

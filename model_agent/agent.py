@@ -39,6 +39,7 @@ from model_agent import (
     report,
     selection,
     settings,
+    shapes,
     spec,
 )
 from model_agent.disk import janitor
@@ -156,6 +157,7 @@ class Agent:
         await asyncio.to_thread(self.state_dir.mkdir, parents=True, exist_ok=True)
         raw_node = await agent_startup.retrying("read own node", self.nodes.get)
         self._set_node(raw_node, reevaluate=False)
+        await self._shape()  # logs once which source (map, NVML, none) decided the GPU shape
         data = await agent_startup.retrying("prepare configmap", self.cm.ensure)
         self.cm.seed(data)
         self.nodes.seed(self.node.labels)
@@ -243,12 +245,12 @@ class Agent:
             lane.task.cancel()
         self._kick(lane)
 
-    def _want_sync(self, lane: Lane, *, cancel_running: bool) -> None:
+    def _want_sync(self, lane: Lane, *, cancel_running: bool, force: bool = False) -> None:
         self._cancel_retry(lane)
         lane.attempts = 0 if cancel_running else lane.attempts
         lane.wanted = SYNC
         if cancel_running and lane.running == SYNC and lane.task is not None:
-            if not self._same_work(lane.running_model, lane.model):
+            if force or not self._same_work(lane.running_model, lane.model):
                 logger.info("model %s: spec changed, restarting its task", lane.ref)
                 lane.task.cancel()
         self._kick(lane)
@@ -444,10 +446,17 @@ class Agent:
         self.node = selection.Node(name=self.node_name, labels=labels)
         if not reevaluate or selection_labels == old:
             return
+        new_shape = shapes.instance_type_from_labels(labels) != shapes.instance_type_from_labels(
+            old
+        )
         for lane in list(self.lanes.values()):
             if lane.deleted or (lane.model is not None and not lane.model.handled):
                 continue
             now = self._selects(lane)
+            if new_shape and now and lane.selected and lane.model and lane.model.filters_by_shape:
+                logger.info("model %s: the GPU shape changed, re-planning", lane.ref)
+                self._want_sync(lane, cancel_running=True, force=True)
+                continue
             if now != lane.selected:
                 logger.info(
                     "model %s: node %s %s selected by the labels",

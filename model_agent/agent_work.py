@@ -33,8 +33,18 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
+from model_agent import (
+    adoption,
+    agent_reporter,
+    errors,
+    manifest,
+    metrics,
+    pipeline,
+    report,
+    settings,
+    spec,
+)
 from model_agent import agent_disk as disk
-from model_agent import agent_reporter, errors, manifest, metrics, pipeline, report, settings, spec
 from model_agent.disk import admission, ledger
 from model_agent.download import staging
 from model_agent.kube import configmap, events, nodes, secrets
@@ -46,16 +56,6 @@ __all__ = ["Work", "WorkContext"]
 logger = logging.getLogger("model_agent.agent")
 
 _SETTLE_SECONDS = 0.3
-#: Spec fields the optional write-back fills from the analysis when they are empty.
-_WRITE_BACK = (
-    "modelType",
-    "modelArchitecture",
-    "modelParameterSize",
-    "maxTokens",
-    "modelCapabilities",
-    "quantization",
-    "modelFramework",
-)
 
 
 @dataclasses.dataclass
@@ -121,16 +121,27 @@ class Work(agent_reporter.Reporter):
             egress.check_endpoint(endpoint, self._policy)
         await self._claim(model, model.path)
         destination = pathlib.Path(model.path)
+        request = await self._request(model, destination)
         stored = await asyncio.to_thread(manifest.load, destination, state_dir=self.state_dir)
         ours = stored is not None and stored.owner in (None, ref.configmap_key)
         complete = (
             ours and stored is not None and await asyncio.to_thread(manifest.matches_disk, stored)
         )
-        if complete and stored is not None and stored.uri == model.storage_uri:
+        same_uri = complete and stored is not None and stored.uri == model.storage_uri
+        if same_uri and stored is not None and pipeline.same_request(stored, request):
+            await asyncio.to_thread(pipeline.renew_key, stored, request, state_dir=self.state_dir)
             await self._ready(model, stored.config)
             return
-        updating_beside = complete
+        # Same source, other file set (allow/ignore, format, GPU shape): re-plan in place,
+        # hashing what is there, fetching what is missing, removing what is no longer asked.
+        replan = same_uri
+        updating_beside = complete and not replan
+        # No manifest here (a manifest of another model is not "none": it is not adopted).
+        adopting = stored is None and await adoption.adoptable(
+            model, destination, label=self.node_labels().get(ref.label_key)
+        )
         target = disk.sibling(destination) if updating_beside else destination
+        request = dataclasses.replace(request, destination=target)
         previous = self.records.get(ref.configmap_key)
         moved_from = (
             previous.path
@@ -142,22 +153,56 @@ class Work(agent_reporter.Reporter):
         )
         if previous is None:
             await self._keep_record(_record(model, owned=True))
-        quiet = updating_beside or old_ready
+        quiet = updating_beside or old_ready or replan or adopting
         if not quiet:
             await self.publish(ref, report.UPDATING, progress=report.Progress(phase="scanning"))
+        elif adopting:
+            adoption.log_start(model, destination)
         else:
             logger.info(
-                "model %s: new source %s downloads beside the Ready version",
+                "model %s: %s",
                 ref.configmap_key,
-                model.storage_uri,
+                "a new file set from the same source: re-planning in place"
+                if replan
+                else f"new source {model.storage_uri} downloads beside the Ready version",
                 extra={"model": ref.configmap_key},
             )
-        token = await self._token(model)
-        request = pipeline.PullRequest(
+        request = dataclasses.replace(request, token=await self._token(model))
+        callback = _progress_adapter(None if quiet else ctx.on_progress, ctx.on_activity)
+        flip = adoption.LabelFlip(
+            self, ref, _progress_adapter(ctx.on_progress, None), activity=ctx.on_activity
+        )
+        if adopting:
+            callback = flip.on_progress
+        slot = ctx.download_slot() if ctx.download_slot else contextlib.nullcontext()
+        async with slot:
+            try:
+                result = await pipeline.pull(
+                    request,
+                    self.config,
+                    state_dir=self.state_dir,
+                    metrics=self.metrics,
+                    progress=callback,
+                    admit=self._admit(ref, ctx, quiet=quiet),
+                )
+            finally:
+                await flip.settled()
+        config: Mapping[str, Any] | None = result.config
+        if updating_beside:
+            moved = await asyncio.to_thread(self._switch, target, destination, ref)
+            config = moved if moved is not None else config
+        await self._ready(model, config)
+        if moved_from is not None:
+            await self._remove_old_path(ref, moved_from, reserve=model.reserve)
+
+    async def _request(
+        self, model: spec.ModelSpec, destination: pathlib.Path
+    ) -> pipeline.PullRequest:
+        ref = model.ref
+        return pipeline.PullRequest(
             uri=model.storage_uri,
-            destination=target,
+            destination=destination,
             parameters=model.parameters,
-            token=token,
             model_format=model.model_format,
             serving=model.serving,
             shape=await self._shape()
@@ -168,24 +213,6 @@ class Work(agent_reporter.Reporter):
             config_key=ref.configmap_key,
             root=self.root,
         )
-        callback = _progress_adapter(None if quiet else ctx.on_progress, ctx.on_activity)
-        slot = ctx.download_slot() if ctx.download_slot else contextlib.nullcontext()
-        async with slot:
-            result = await pipeline.pull(
-                request,
-                self.config,
-                state_dir=self.state_dir,
-                metrics=self.metrics,
-                progress=callback,
-                admit=self._admit(ref, ctx, quiet=quiet),
-            )
-        config: Mapping[str, Any] | None = result.config
-        if updating_beside:
-            moved = await asyncio.to_thread(self._switch, target, destination, ref)
-            config = moved if moved is not None else config
-        await self._ready(model, config)
-        if moved_from is not None:
-            await self._remove_old_path(ref, moved_from, reserve=model.reserve)
 
     async def _claim(self, model: spec.ModelSpec, path: str) -> None:
         """Hold ``path`` (resolved inside the models root) for ``model`` before any write."""
@@ -262,10 +289,23 @@ class Work(agent_reporter.Reporter):
         return config
 
     async def _ready(self, model: spec.ModelSpec, config: Mapping[str, Any] | None) -> None:
+        ref = model.ref
+        newly = self.status.get(ref.configmap_key) != report.READY
         await self._keep_record(_record(model, owned=True))
-        await self.publish(model.ref, report.READY, config=config)
+        await self.publish(ref, report.READY, config=config)
+        if newly and config and config.get("analysisError"):
+            self._analysis_failed(ref, config)
         if self.config.write_spec and config:
-            await self._write_back(model, config)
+            await kube_models.write_back(self.api, model.ref, model.spec, config)
+
+    def _analysis_failed(self, ref: spec.ModelRef, config: Mapping[str, Any]) -> None:
+        """Ready, but the analyser could not read a file: a Warning Event and a metric (a
+        folder with no config at all, a GGUF repository say, is not a problem)."""
+        if config.get("analysisErrorReason") == "NoModelConfig":
+            return
+        if self.metrics is not None:
+            self.metrics.analysis_failed(metrics.ModelLabels(ref.kind, ref.namespace, ref.name))
+        self._event(ref, "AnalysisFailed", str(config["analysisError"]))
 
     async def _adopt_local(self, model: spec.ModelSpec) -> None:
         path = pathlib.Path(getattr(model.uri, "path", model.path))
@@ -273,16 +313,19 @@ class Work(agent_reporter.Reporter):
             raise errors.NotFoundError(f"local model path {path} does not exist on this node")
         config: dict[str, Any] = {}
         if model.analyse:
-            from model_agent import inspection
-
-            config = dict(await asyncio.to_thread(inspection.inspect_directory, path))
+            config = await asyncio.to_thread(pipeline.analyse_directory, path, model.storage_uri)
         config["artifact"] = {
             "sha": "",
             "parentPath": {model.ref.configmap_key: str(path)},
             "childrenPaths": [],
         }
         await self._keep_record(_record(model, owned=False))
+        newly = self.status.get(model.ref.configmap_key) != report.READY
         await self.publish(model.ref, report.READY, config=config)
+        if newly and config.get("analysisError"):
+            self._analysis_failed(model.ref, config)
+        if self.config.write_spec:
+            await kube_models.write_back(self.api, model.ref, model.spec, config)
 
     async def _token(self, model: spec.ModelSpec) -> str | None:
         if not model.secret_name:
@@ -291,23 +334,6 @@ class Work(agent_reporter.Reporter):
         return await secrets.read_token(
             self.api, namespace=namespace, name=model.secret_name, key=model.secret_key
         )
-
-    async def _write_back(self, model: spec.ModelSpec, config: Mapping[str, Any]) -> None:
-        patch = {
-            field: config[field]
-            for field in _WRITE_BACK
-            if config.get(field) not in (None, "", [], {}) and not model.spec.get(field)
-        }
-        if not patch:
-            return
-        ref = model.ref
-        try:
-            await kube_models.patch_spec(
-                self.api, kind=ref.kind, namespace=ref.namespace, name=ref.name, spec=patch
-            )
-            logger.info("model %s: wrote empty spec fields %s", ref, sorted(patch))
-        except errors.AgentError as exc:
-            logger.warning("model %s: spec write-back failed: %s", ref, exc)
 
     # --- remove --------------------------------------------------------------------------
 

@@ -167,6 +167,13 @@ class Metrics:
             ("reason", "result"),
             registry=r,
         )
+        self.analysis_errors = prom.Counter(
+            "model_agent_analysis_errors_total",
+            "Verified models whose config or weights headers could not be analysed "
+            "(reported Ready with config.analysisError).",
+            ("model_type", "namespace", "name"),
+            registry=r,
+        )
         self.loop_lag = prom.Gauge(
             "model_agent_event_loop_lag_seconds",
             "Latest measured delay of the asyncio event loop.",
@@ -266,6 +273,9 @@ class Metrics:
     def event_recorded(self, reason: str, result: str) -> None:
         """``result``: ``posted``, ``deduplicated``, ``rate_limited`` or ``failed``."""
         self.events.labels(reason, result).inc()
+
+    def analysis_failed(self, model: ModelLabels) -> None:
+        self.analysis_errors.labels(*model).inc()
 
     def loop_lag_observed(self, seconds: float) -> None:
         self.loop_lag.set(seconds)

@@ -8,9 +8,10 @@ is checked, then files download ``concurrency`` at a time (large ones in ranged 
 is verified in a hashing thread while others download, fsynced and renamed into place. A file
 that already sits at its final path with the right size is hashed instead of downloaded. A
 checksum mismatch re-downloads the file up to ``download_retry`` times. After the last file,
-the model is analysed and the manifest written outside the model directory; only then is the
-staging directory (whose ``plan.json`` named every planned file) removed, so what a pull placed
-is always listed somewhere a delete reads. No directory is created, and no file placed or
+the model is analysed (a file the analyser cannot read is reported in ``analysisError``, never
+a failure) and the manifest written outside the model directory; only then is the staging
+directory (whose ``plan.json`` named every planned file) removed, so what a pull placed is
+always listed somewhere a delete reads. No directory is created, and no file placed or
 removed, through a symlink that leads out of ``request.root`` (``trust.confine``).
 
 Logs (the admin guide greps them): ``downloading file``, ``verification passed|failed``, and
@@ -27,7 +28,7 @@ import json
 import logging
 import pathlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from model_agent import errors, manifest, metrics, planning, settings, uris
@@ -40,6 +41,7 @@ __all__ = [
     "Progress",
     "PullRequest",
     "PullResult",
+    "analyse_directory",
     "pull",
 ]
 
@@ -91,8 +93,27 @@ class PullResult:
     bytes_hashed: int = 0
 
 
+def _filters_shapes(request: PullRequest) -> bool:
+    return (request.model_format or "").lower() == "tensorrtllm" and request.serving
+
+
 def request_key(request: PullRequest) -> str:
-    """Digest of what decides the file set (never the token)."""
+    """Digest of what decides the file set (never the token): the URI, ``allow``/``ignore``,
+    and for a TensorRT-LLM serving model the GPU shape it is filtered for. The model format
+    counts only through the filter, so filling ``modelFormat`` (spec write-back) on a
+    safetensors model does not make its files a different set."""
+    fields = {
+        "uri": request.uri,
+        "allow": request.parameters.get("allow", ""),
+        "ignore": request.parameters.get("ignore", ""),
+        "shapeFilter": _filters_shapes(request),
+        "shape": (request.shape or "") if _filters_shapes(request) else "",
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def _legacy_request_key(request: PullRequest) -> str:
+    """The key manifests written before 0.2 carry (the raw format and flags)."""
     fields = {
         "uri": request.uri,
         "allow": request.parameters.get("allow", ""),
@@ -102,6 +123,19 @@ def request_key(request: PullRequest) -> str:
         "shape": request.shape or "",
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def same_request(stored: manifest.Manifest, request: PullRequest) -> bool:
+    """Whether the files recorded in ``stored`` are the set ``request`` asks for."""
+    return stored.request_key in (request_key(request), _legacy_request_key(request))
+
+
+def renew_key(stored: manifest.Manifest, request: PullRequest, *, state_dir: pathlib.Path) -> None:
+    """Rewrite a manifest that matched by its pre-0.2 key with the current one, so that a later
+    format fill (spec write-back) is not taken for a new file set (blocking)."""
+    key = request_key(request)
+    if stored.request_key != key:
+        manifest.save(dataclasses.replace(stored, request_key=key), state_dir=state_dir)
 
 
 def _backend(request: PullRequest, config: settings.Settings) -> base.Backend:
@@ -128,17 +162,31 @@ def _backend(request: PullRequest, config: settings.Settings) -> base.Backend:
     )
 
 
-def _select(request: PullRequest, plan: base.Plan) -> list[base.RemoteFile]:
+def _shape_filter(request: PullRequest, names: list[str], known: Iterable[str]) -> list[str]:
+    """OME's TensorRT-LLM filter, plus ours: a file is this shape's when ``/<alias>/`` occurs
+    anywhere in its *object name*, the URI's prefix included (so a prefix that itself ends in
+    the shape folder keeps everything below it); ``INSTANCE_TYPE_MAP``'s aliases count as
+    shape folders; shape-agnostic files outside every shape folder are kept (ours)."""
+    from model_agent import shapes
+
+    parsed = uris.parse(request.uri)
+    prefix = getattr(parsed, "prefix", "").strip("/")
+    full = {(f"/{prefix}/{name}" if prefix else f"/{name}"): name for name in names}
+    kept = shapes.filter_tensorrt_files(list(full), request.shape or "", known_aliases=known)
+    return [full[name] for name in kept]
+
+
+def _select(
+    request: PullRequest, plan: base.Plan, known: Iterable[str] = ()
+) -> list[base.RemoteFile]:
     names = planning.select(
         [f.path for f in plan.files],
         allow=planning.parse_patterns(request.parameters.get("allow")),
         ignore=planning.parse_patterns(request.parameters.get("ignore")),
     )
-    if (request.model_format or "").lower() == "tensorrtllm" and request.serving:
+    if _filters_shapes(request):
         if request.shape:
-            from model_agent import shapes
-
-            names = shapes.filter_tensorrt_files(names, request.shape)
+            names = _shape_filter(request, names, known)
         else:
             log.warning(
                 "no GPU shape known: TensorRT-LLM shape filtering is off for %s", request.uri
@@ -181,18 +229,28 @@ async def pull(
     return result
 
 
+def analyse_directory(directory: pathlib.Path, what: str) -> dict[str, Any]:
+    """The ``config`` object of a model folder. A file the analyser cannot read (malformed,
+    hostile, unknown) gives ``analysisError`` (naming the file and the reason) and
+    ``analysisErrorReason`` instead of raising: the files are verified and a runtime may well
+    load them, so, as with OME, an analysis problem never fails a model."""
+    from model_agent import inspection
+
+    try:
+        return dict(inspection.inspect_directory(directory))
+    except errors.ModelInfoError as exc:
+        log.warning("analysis failed for %s: %s", what, exc)
+        return {"analysisError": str(exc), "analysisErrorReason": exc.reason}
+    except (ValueError, TypeError, KeyError, RecursionError, MemoryError) as exc:
+        detail = f"{directory}: {type(exc).__name__}: {str(exc)[:200]}"
+        log.warning("analysis failed for %s: %s", what, detail)
+        return {"analysisError": detail, "analysisErrorReason": "AnalyserError"}
+
+
 async def _analyse(request: PullRequest, revision: str) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if request.analyse:
-        from model_agent import inspection
-
-        try:
-            config = dict(
-                await asyncio.to_thread(inspection.inspect_directory, request.destination)
-            )
-        except inspection.NoConfigError as exc:
-            log.warning("analysis skipped for %s: %s", request.uri, exc)
-            config = {"analysisError": str(exc)}
+        config = await asyncio.to_thread(analyse_directory, request.destination, request.uri)
     parent = {request.config_key: str(request.destination)} if request.config_key else {}
     config["artifact"] = {"sha": revision, "parentPath": parent, "childrenPaths": []}
     return config
@@ -210,7 +268,8 @@ async def _pull(
     stored = manifest.load(request.destination, state_dir=state_dir)
     if stored is not None and stored.owner not in (None, request.config_key):
         stored = None  # placed for another model: not ours to reuse or to prune
-    if stored is not None and stored.request_key == key and manifest.matches_disk(stored):
+    if stored is not None and same_request(stored, request) and manifest.matches_disk(stored):
+        renew_key(stored, request, state_dir=state_dir)
         result_config = dict(stored.config) if stored.config is not None else None
         if result_config is None:
             result_config = await _analyse(request, stored.revision)
@@ -223,7 +282,9 @@ async def _pull(
     backend = _backend(request, config)
     try:
         plan = await backend.pin()
-        chosen = sorted(_select(request, plan), key=lambda f: -f.size)
+        chosen = sorted(
+            _select(request, plan, config.instance_type_map.values()), key=lambda f: -f.size
+        )
         log.info(
             "pinned %s at %s: %d files, %d bytes",
             request.uri,

@@ -399,9 +399,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag(
         "write_spec",
         "--write-spec",
-        "false",
+        "true",
         parse_bool,
-        "Fill empty spec fields of the model CR from the analysis (merge patch).",
+        "Fill empty spec fields of the model CR from the analysis, as OME's agent does "
+        "(never a set field; false turns it off).",
         ("MODEL_AGENT_WRITE_SPEC",),
     ),
     Flag(
@@ -457,7 +458,7 @@ class Settings:
     metrics_port: int = 8080
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
     credential_hosts: tuple[str, ...] = ()
-    write_spec: bool = False
+    write_spec: bool = True
     log_level: str = "info"
     log_format: str = "text"
     # Environment only (CONTRACT.md): secrets and maps that have no flag.

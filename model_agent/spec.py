@@ -116,9 +116,23 @@ class ModelSpec:
     def selects(self, node: selection.Node) -> bool:
         return self.handled and selection.matches(self.placement, node)
 
+    @property
+    def filters_by_shape(self) -> bool:
+        """Whether the GPU shape decides the file set (a TensorRT-LLM serving model)."""
+        return (self.model_format or "").lower() == "tensorrtllm" and self.serving
+
     def same_source(self, other: ModelSpec) -> bool:
-        """Whether ``other`` names the same bytes at the same place (no re-download needed)."""
-        return self.storage_uri == other.storage_uri and self.path == other.path
+        """Whether ``other`` names the same file set at the same place: same URI and path,
+        same ``allow``/``ignore``, same TensorRT-LLM shape filtering (no re-plan needed)."""
+        return (
+            self.storage_uri == other.storage_uri
+            and self.path == other.path
+            and all(
+                self.parameters.get(key, "") == other.parameters.get(key, "")
+                for key in ("allow", "ignore")
+            )
+            and self.filters_by_shape == other.filters_by_shape
+        )
 
 
 def _bad(field: str, why: str) -> errors.InvalidSpecError:

@@ -41,6 +41,9 @@ class Progress:
     total_files: int
     completed_files: int
     speed_bytes_per_sec: float
+    #: Bytes actually received from the source (files verified in place count in
+    #: ``completed_bytes`` only).
+    received_bytes: int = 0
 
 
 class Tracker:
@@ -77,6 +80,7 @@ class Tracker:
                 self.total_files,
                 self.completed_files,
                 round(self._speed, 1),
+                self.received,
             )
         )
 

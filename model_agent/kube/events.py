@@ -47,6 +47,10 @@ STATES: Mapping[str, tuple[str, str]] = {
     "Ready": ("Normal", "Model {name} is ready on node {node}"),
     "Failed": ("Warning", "Model {name} failed on node {node}: {detail}"),
     "Deleted": ("Normal", "Model {name} deleted from node {node}"),
+    "AnalysisFailed": (
+        "Warning",
+        "Model {name} is ready on node {node} but could not be analysed: {detail}",
+    ),
 }
 
 

@@ -3,9 +3,9 @@ and the local hub.
 
 Aspects: a BaseModel selected by nodeSelector downloads and its ConfigMap key becomes Ready
 with the analysis config and its node label Ready; a ClusterBaseModel not selected gets
-nothing until the Node's labels change; deleting removes files, label and key; the agent never
-writes a model CR; /healthz, /readyz, /livez and /metrics answer on --port; two agents on
-one API server keep their own ConfigMap and labels; a delete
+nothing until the Node's labels change; deleting removes files, label and key; the agent
+writes a model CR only to fill its empty spec fields; /healthz, /readyz, /livez and /metrics
+answer on --port; two agents on one API server keep their own ConfigMap and labels; a delete
 during a download cancels it within 2 s and leaves no files; a restart with 3 Ready models asks
 the hub for no model bytes and the labels never leave Ready; 409s and 500s on ConfigMap and
 Node patches converge without losing entries (another writer's keys included); an update of
@@ -136,7 +136,9 @@ def test_selection_download_ready_relabel_and_delete_through_the_real_process(
         kube_api.delete("basemodels", "llama", "default")
         view.wait(lambda: view.entry("node-a", key) is None and view.label("node-a", label) is None)
         view.wait(lambda: not files.exists())
-        assert cr_writes(kube_api) == []
+        # the only CR writes are the spec write-back's merge patches (one per model)
+        assert {r.method for r in cr_writes(kube_api)} <= {"PATCH"}
+        assert len(cr_writes(kube_api)) <= 2
         for path in ("/healthz", "/readyz", "/livez"):
             with urllib.request.urlopen(a.health_url + path, timeout=10) as answer:
                 assert answer.status == 200, path

@@ -1,7 +1,9 @@
 """Bad input under the whole agent (in process, local hub and object store): every malformed
-field of a model, hostile model files and hostile remote names end in a clear ``Failed``
-naming the field or the file, the agent does not crash (a good model after them still
-becomes Ready), and nothing is written outside the destination.
+field of a model and hostile remote names end in a clear ``Failed`` naming the field or the
+file; hostile model files (verified, but unreadable to the analyser) are Ready with
+``config.analysisError`` naming the file, as OME reports them Ready; the agent does not crash
+(a good model after them still becomes Ready), and nothing is written outside the
+destination.
 
 Aspects: storageUri that does not parse or names an unknown scheme; relative, ``..``, ``/``,
 models-root, state-directory and outside-the-models-root paths; an unknown OCI ``auth``;
@@ -184,9 +186,11 @@ HOSTILE_FILES: dict[str, tuple[dict[str, bytes], str]] = {
 }
 
 
-async def test_hostile_model_files_fail_naming_the_file_and_the_agent_carries_on(
+async def test_hostile_model_files_are_ready_with_an_analysis_error_naming_the_file(
     world: Harness, hf_hub, tmp_path: pathlib.Path
 ) -> None:
+    """Verified files the analyser cannot read never fail the model (OME reports them Ready);
+    the entry names the culprit, stays small, and nothing escapes the model folder."""
     good = support.model_files(tmp_path / "good")
     hf_hub.add_repo("org/good", good)
     outside = tmp_path / "models" / "outside.safetensors"
@@ -196,13 +200,14 @@ async def test_hostile_model_files_fail_naming_the_file_and_the_agent_carries_on
         submit(world, instance, support.model("BaseModel", name, f"hf://org/{name}"))
     for name, (_, culprit) in HOSTILE_FILES.items():
         key = f"default.basemodel.{name}"
-        assert await world.settles(key, "Failed", "Ready") == "Failed", (
+        assert await world.settles(key, "Ready", "Failed") == "Ready", (
             name,
             world.view.entry(key),
         )
         entry = world.view.entry(key)
-        assert entry["reason"] == "InvalidModelFiles", (name, entry)
-        assert culprit in entry["message"], (name, entry)
+        config = entry["config"]
+        assert config["analysisErrorReason"] == "InvalidModelFiles", (name, entry)
+        assert culprit in config["analysisError"], (name, entry)
         assert len(json.dumps(entry)) < 4096, name
     assert not outside.exists()
     submit(world, instance, support.model("BaseModel", "after", "hf://org/good"))

@@ -234,7 +234,9 @@ class AgentProcess:
         workdir: pathlib.Path | None,
         watch: Sequence[str],
         timeout: float,
+        exact_args: bool = False,
     ) -> None:
+        self.exact_args = exact_args
         self.kube_api, self.node_name, self.watch, self.timeout = (
             kube_api,
             node_name,
@@ -248,7 +250,6 @@ class AgentProcess:
         self.log_path = self.workdir / "agent.log"
         self.models_root = self.workdir / "models"
         self.args = tuple(args)
-        self._pick_ports()
         self.env = {
             **os.environ,
             "KUBECONFIG": kube_api.kubeconfig,
@@ -256,6 +257,7 @@ class AgentProcess:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
+        self._pick_ports()
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
         self.log: str = ""
@@ -270,7 +272,17 @@ class AgentProcess:
             "--liveness-endpoint": f"http://127.0.0.1:{self.liveness_port}/healthz",
             "--models-root-dir": str(self.models_root),
         }
-        extra = [x for flag, value in defaults.items() if flag not in given for x in (flag, value)]
+        if self.exact_args:
+            # The command line stays exactly ``args``; the ports move through the environment
+            # (tests share the machine, so 8080 and 8081 may be taken).
+            extra: list[str] = []
+            self.env["MODEL_AGENT_PORT"] = defaults["--port"]
+            self.env["MODEL_AGENT_METRICS_PORT"] = defaults["--metrics-port"]
+            self.env["MODEL_AGENT_LIVENESS_ENDPOINT"] = defaults["--liveness-endpoint"]
+        else:
+            extra = [
+                x for flag, value in defaults.items() if flag not in given for x in (flag, value)
+            ]
         self.argv = [sys.executable, "-m", "model_agent.cli", "run", *extra, *self.args]
 
     @property
@@ -379,6 +391,7 @@ def agent_process(
     workdir: pathlib.Path | None = None,
     watch: Sequence[str] = MODEL_RESOURCES,
     timeout: float = 30.0,
+    exact_args: bool = False,
 ) -> AgentProcess:
     """A context manager (``with`` or ``async with``) running ``python -m model_agent.cli
     run`` against ``kube_api`` with NODE_NAME=``node_name``, free ports for ``--port``,
@@ -386,7 +399,16 @@ def agent_process(
     ``workdir`` (a temp dir, removed at the end, when not given) unless ``args`` set them.
     Entering waits for open watches on ``watch``; leaving sends SIGTERM (SIGKILL after 15 s).
     The exit code and the log text are then in ``.returncode`` and ``.log`` (or call
-    ``.stop()`` inside the block to get them as a tuple)."""
+    ``.stop()`` inside the block to get them as a tuple). With ``exact_args`` the command line
+    is ``args`` alone (as a DaemonSet gives it) and the free ports go in through
+    ``MODEL_AGENT_PORT``, ``MODEL_AGENT_METRICS_PORT`` and ``MODEL_AGENT_LIVENESS_ENDPOINT``."""
     return AgentProcess(
-        kube_api, node_name, args=args, env=env, workdir=workdir, watch=watch, timeout=timeout
+        kube_api,
+        node_name,
+        args=args,
+        env=env,
+        workdir=workdir,
+        watch=watch,
+        timeout=timeout,
+        exact_args=exact_args,
     )

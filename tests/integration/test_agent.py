@@ -8,7 +8,8 @@ ever writing Updating; models deleted while the agent was down are cleaned up at
 update downloads beside the Ready version and switches in one rename; a missing repository is
 Failed with a reason, and a fixed spec retries at once; the HF token comes from the Secret;
 reserved models and shared paths keep their files; pvc:// is never touched; spec write-back
-only with --write-spec, merge patch, empty fields only; removed entries, labels and ConfigMaps
+(on by default, OME's fields and values, empty fields only, one write among racing agents,
+off with --write-spec=false); removed entries, labels and ConfigMaps
 are put back; Events and throttled progress; invalid specs fail only where selected; deletes of
 models never here write nothing; a model unselected while the agent was down is removed at
 start; a spec change that unselects the node cancels its download; a path change keeps the old
@@ -345,12 +346,26 @@ async def test_pvc_models_are_never_touched(world):
     assert world.label("models.ome.io/default.basemodel.claim") is None
 
 
-async def test_spec_write_back_fills_only_empty_fields_and_skips_when_nothing_changes(
-    world, tmp_path
-):
-    world.hub.add_repo("org/w", model_files(tmp_path))
-    instance = await world.start(write_spec="true")
+def cr_writes(world) -> list:
+    return [
+        r
+        for r in world.kube.requests
+        if r.method in ("PATCH", "PUT", "POST", "DELETE") and "basemodels" in r.path
+    ]
+
+
+async def test_spec_write_back_is_on_by_default_and_fills_only_empty_fields_as_ome(world, tmp_path):
+    """OME's updateModelSpec: unset fields only, OME's values (safetensors 1.0.0,
+    transformers + version, fp8 from quant_method), one write, none when nothing changes."""
+    files = model_files(
+        tmp_path,
+        transformers_version="4.44.0",
+        quantization_config={"quant_method": "fp8", "activation_scheme": "dynamic"},
+    )
+    world.hub.add_repo("org/w", files)
+    instance = await world.start()
     body = basemodel("w", "hf://org/w")
+    del body["spec"]["modelFormat"]
     body["spec"]["modelArchitecture"] = "SetByUser"
     world.create(instance, body)
     await world.until(lambda: status_of(world, "default.basemodel.w") == "Ready")
@@ -358,32 +373,111 @@ async def test_spec_write_back_fills_only_empty_fields_and_skips_when_nothing_ch
     spec = world.kube.get("basemodels", "w", "default")["spec"]
     assert spec["modelType"] == "llama"
     assert spec["modelArchitecture"] == "SetByUser"
-    patches = [r for r in world.kube.requests if r.method == "PATCH" and "basemodels" in r.path]
+    assert spec["quantization"] == "fp8"
+    fmt = spec["modelFormat"]
+    assert (fmt["name"], fmt["version"]) == ("safetensors", "1.0.0")  # CRD defaults the rest
+    framework = spec["modelFramework"]
+    assert (framework["name"], framework["version"]) == ("transformers", "4.44.0")
+    assert spec["maxTokens"] == 4096
+    assert spec["modelCapabilities"] == ["TEXT_TO_TEXT"]
+    assert spec["modelConfiguration"]["context_length"] == 4096
+    assert set(spec["modelConfiguration"]) == {
+        "model_type",
+        "architecture",
+        "context_length",
+        "parameter_count",
+        "has_vision",
+        "is_embedding",
+        "transformers_version",
+        "torch_dtype",
+        "model_size_bytes",
+    }
+    assert "apiCapabilities" not in spec
+    patches = [r for r in cr_writes(world)]
     assert len(patches) == 1
+    assert patches[0].method == "PATCH"
     assert patches[0].content_type == "application/merge-patch+json"
-    # the controller-style status write delivers the object again: nothing new to write
+    # the write (and a controller-style status write) delivers the object again: no new write
     instance.submit("MODIFIED", world.kube.get("basemodels", "w", "default"))
-    world.create(instance, basemodel("w2", "hf://org/w"))
-    await world.until(lambda: status_of(world, "default.basemodel.w2") == "Ready")
-    await world.until(
-        lambda: (
-            len([r for r in world.kube.requests if r.method == "PATCH" and "basemodels" in r.path])
-            == 2
-        )
-    )
+    await world.until(lambda: status_of(world, "default.basemodel.w") == "Ready")
+    await asyncio.sleep(0.3)
+    assert len(cr_writes(world)) == 1
+    # the ConfigMap keeps the finer analysis
+    assert world.entry("default.basemodel.w")["config"]["quantization"] == "fp8"
 
 
-async def test_without_write_spec_the_agent_never_writes_a_model(world, tmp_path):
-    world.hub.add_repo("org/n", model_files(tmp_path))
+async def test_spec_write_back_never_sends_ome_the_finer_quantization_label(world, tmp_path):
+    """AWQ is "int4" in the ConfigMap; OME's agent writes spec.quantization only for
+    quant_method containing int4 or fp8, so an AWQ model gets none (and runtimes without a
+    quantization requirement still match it)."""
+    files = model_files(tmp_path, quantization_config={"quant_method": "awq", "bits": 4})
+    world.hub.add_repo("org/awq", files)
     instance = await world.start()
+    world.create(instance, basemodel("awq", "hf://org/awq"))
+    await world.until(lambda: status_of(world, "default.basemodel.awq") == "Ready")
+    await world.until(lambda: len(cr_writes(world)) == 1)
+    spec = world.kube.get("basemodels", "awq", "default")["spec"]
+    assert "quantization" not in spec
+    assert spec["modelType"] == "llama"
+    assert world.entry("default.basemodel.awq")["config"]["quantization"] == "int4"
+
+
+async def test_n_agents_racing_to_fill_one_model_write_it_once(
+    kube_api, kube_client, hf_hub, tmp_path
+):
+    """Five nodes finish the same ClusterBaseModel together: each patch is guarded by the
+    resourceVersion it read, so a loser re-reads and finds nothing missing: at most one write
+    per agent, no retry storm, and the spec ends filled."""
+    hf_hub.add_repo("org/race", model_files(tmp_path))
+    nodes = [f"race-{i}" for i in range(5)]
+    agents = []
+    for node in nodes:
+        kube_api.add_node(node, {})
+        values = {
+            "node_name": node,
+            "models_root_dir": str(tmp_path / node),
+            "namespace": "ome",
+            "config_map_sync_interval": "0.1",
+        }
+        config = settings.resolve(values, {"HF_ENDPOINT": hf_hub.endpoint})
+        (tmp_path / node).mkdir()
+        agents.append(agent.Agent(config=config, api=kube_client, retry_base=0.05))
+    for instance in agents:
+        await instance.start()
+    try:
+        stored = kube_api.create(basemodel("race", "hf://org/race", kind="ClusterBaseModel"))
+        for instance in agents:
+            instance.submit("ADDED", stored)
+
+        def all_ready() -> bool:
+            for node in nodes:
+                cm = kube_api.get("configmaps", node, "ome") or {}
+                text = (cm.get("data") or {}).get("clusterbasemodel.race")
+                if not text or json.loads(text)["status"] != "Ready":
+                    return False
+            return True
+
+        await kube_api.wait_for(all_ready, timeout=30)
+        await asyncio.sleep(0.5)
+        writes = [
+            r
+            for r in kube_api.requests
+            if r.method in ("PATCH", "PUT") and "clusterbasemodels" in r.path
+        ]
+        assert 1 <= len(writes) <= len(nodes), writes
+        assert {r.method for r in writes} == {"PATCH"}
+        assert kube_api.get("clusterbasemodels", "race")["spec"]["modelType"] == "llama"
+    finally:
+        for instance in agents:
+            await instance.stop()
+
+
+async def test_with_write_spec_off_the_agent_never_writes_a_model(world, tmp_path):
+    world.hub.add_repo("org/n", model_files(tmp_path))
+    instance = await world.start(write_spec="false")
     world.create(instance, basemodel("n", "hf://org/n"))
     await world.until(lambda: status_of(world, "default.basemodel.n") == "Ready")
-    writes = [
-        r
-        for r in world.kube.requests
-        if r.method in ("PATCH", "PUT", "POST", "DELETE") and "basemodels" in r.path
-    ]
-    assert writes == []
+    assert cr_writes(world) == []
 
 
 async def test_entries_and_labels_removed_by_someone_else_are_put_back(world, tmp_path):

@@ -43,6 +43,8 @@ async def test_switching_a_model_to_pvc_removes_what_the_old_uri_placed(world, t
     stored = world.create(instance, basemodel("m", "hf://org/m"))
     await world.until(lambda: status_of(world, KEY) == "Ready")
     assert (world.root / KEY / "config.json").is_file()
+    await world.until(lambda: world.kube.get("basemodels", "m", "default")["spec"].get("modelType"))
+    stored = world.kube.get("basemodels", "m", "default")  # the spec write-back changed it
     stored["spec"]["storage"]["storageUri"] = "pvc://claim/llama"
     updated = world.kube.replace(stored)
     instance.submit("MODIFIED", updated)

@@ -379,9 +379,11 @@ async def test_a_repository_without_config_is_placed_and_says_why_it_was_not_ana
     assert "modelType" not in result.config
 
 
-async def test_a_malformed_config_fails_the_pull_naming_the_file(
+async def test_a_malformed_config_is_placed_with_an_analysis_error_naming_the_file(
     hf_hub: hub.LocalHub, tmp_path: pathlib.Path
 ) -> None:
+    """The files are verified: as in OME, an analysis problem never fails the pull."""
     hf_hub.add_repo(REPO, {"config.json": b"{not json", "model.gguf": b"GGUF"})
-    with pytest.raises(errors.ModelInfoError, match=r"config\.json"):
-        await do_pull(hf_hub, tmp_path)
+    result = await do_pull(hf_hub, tmp_path)
+    assert "config.json" in result.config["analysisError"]
+    assert result.config["analysisErrorReason"] == "InvalidModelFiles"

@@ -485,6 +485,46 @@ async def test_tensorrt_llm_filter_keeps_only_this_shape_and_shared_files(
     assert not oci_store.log.matching("*A100-80G*", kind="data")
 
 
+async def test_tensorrt_llm_prefix_ending_in_the_shape_folder_keeps_everything_as_ome(
+    oci_store: objectstore.LocalObjectStore, tmp_path: pathlib.Path
+) -> None:
+    """OME keeps an object when ``/<alias>/`` occurs anywhere in its name: a URI pointing at
+    the shape folder itself downloads everything below it."""
+    names = {"rank0.engine": blob(15, 500), "config.json": b"{}", "sub/rank1.engine": b"e"}
+    for name, data in names.items():
+        oci_store.add_object(BUCKET, f"trt/llama/H100/{name}", data)
+    await pull(
+        oci_store,
+        tmp_path,
+        source=uri(oci_store, prefix="trt/llama/H100"),
+        model_format="tensorrtllm",
+        shape="H100",
+    )
+    assert sorted(files_under(tmp_path / "model")) == sorted(names)
+
+
+async def test_tensorrt_llm_instance_type_map_aliases_are_shape_folders_not_shared_files(
+    oci_store: objectstore.LocalObjectStore, tmp_path: pathlib.Path
+) -> None:
+    """A folder named after an INSTANCE_TYPE_MAP alias this agent has no built-in name for
+    is another shape's folder (OME keeps only /<alias>/ objects), not a shape-agnostic file."""
+    names = {"H100/rank0.engine": b"h", "XPU-9000/rank0.engine": b"x", "tokenizer.json": b"{}"}
+    for name, data in names.items():
+        oci_store.add_object(BUCKET, f"custom/{name}", data)
+    config = write_config(oci_store, tmp_path)
+    request = pipeline.PullRequest(
+        uri=uri(oci_store, prefix="custom"),
+        destination=tmp_path / "model",
+        parameters=user_params(oci_store),
+        analyse=False,
+        model_format="tensorrtllm",
+        shape="H100",
+    )
+    shaped = make_settings(config, instance_type_map={"BM.XPU.9000": "XPU-9000"})
+    await pipeline.pull(request, shaped, state_dir=tmp_path / "state")
+    assert sorted(files_under(tmp_path / "model")) == ["H100/rank0.engine", "tokenizer.json"]
+
+
 def test_multipart_md5_is_a_checksum_ranked_below_md5_and_hashed_by_its_own_hasher(
     tmp_path: pathlib.Path,
 ) -> None:

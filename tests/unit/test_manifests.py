@@ -36,7 +36,7 @@ import prometheus_client as prom
 import pytest
 import yaml
 
-from model_agent import cli, metrics, settings
+from model_agent import cli, metrics, settings, spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -464,7 +464,7 @@ def agent_settings() -> settings.Settings:
 
 def test_daemonset_args_are_valid_run_flags() -> None:
     config = agent_settings()
-    assert config.models_root_dir == "/mnt/models"
+    assert config.models_root_dir == "/raid/models"  # OME's root: its samples' paths lie under it
     assert config.log_format == "json"
 
 
@@ -476,6 +476,38 @@ def test_daemonset_env_comes_from_the_downward_api_and_the_instance_type_map() -
     mapping = json.loads(one("ConfigMap", ref["name"])["data"][ref["key"]])
     assert mapping["BM.GPU.H100.8"] == "H100"
     settings.resolve({}, {"INSTANCE_TYPE_MAP": json.dumps(mapping)})  # the agent accepts it
+
+
+def test_the_instance_type_map_has_every_entry_of_omes() -> None:
+    """OME's config/model-agent/configmap.yaml ships 19 entries, CoreWeave and Nebius included."""
+    mapping = json.loads(one("ConfigMap", "model-agent-config-map")["data"]["instance-type-map"])
+    assert len(mapping) == 19
+    assert mapping["gd-8xh100ib-i128"] == "H100"
+    assert mapping["gd-8xh200ib-i128"] == "H200"
+    assert mapping["gd-8xl40-i128"] == "L40"
+    assert mapping["gpu-b200-sxm"] == "B200"
+    assert mapping["Standard_ND96isr_H100_v5"] == "H100"
+
+
+def test_the_agent_runs_where_and_how_omes_does() -> None:
+    """GPU nodes only (OME's affinity and toleration), system-node-critical, and NVML visible
+    through the NVIDIA runtime without claiming a GPU."""
+    pod = one("DaemonSet")["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "system-node-critical"
+    [term] = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert term["matchExpressions"] == [
+        {"key": "nvidia.com/gpu", "operator": "In", "values": ["true"]}
+    ]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    env = {e["name"]: e.get("value") for e in container()["env"]}
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "all"
+    assert env["NVIDIA_DRIVER_CAPABILITIES"] == "utility"
+    for resources in (container()["resources"].get("limits", {}), container()["resources"]):
+        assert "nvidia.com/gpu" not in resources  # no GPU claimed
 
 
 def port_number(name_or_number: str | int) -> int:
@@ -507,6 +539,17 @@ def test_the_models_root_is_a_host_path_mounted_where_the_agent_writes() -> None
     root = agent_settings().models_root_dir
     assert volumes[mounts[root]]["hostPath"]["path"] == root
     assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
+def test_the_examples_lie_under_the_daemonsets_models_root() -> None:
+    """The agent refuses a storage.path outside --models-root-dir: the examples must fit ours."""
+    root = agent_settings().models_root_dir
+    examples = sorted((MANIFESTS / "examples").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        for body in yaml.safe_load_all(path.read_text()):
+            if body and body.get("kind") in ("BaseModel", "ClusterBaseModel"):
+                assert spec.parse(body, models_root_dir=root).path.startswith(root + "/"), path
 
 
 def quantity(text: str) -> float:
@@ -599,6 +642,12 @@ NEEDED_CLUSTER_WIDE = {
     ("ome.io", "basemodels", "watch"),
     ("ome.io", "clusterbasemodels", "list"),
     ("ome.io", "clusterbasemodels", "watch"),
+    # spec write-back (on by default): a resourceVersion-guarded merge patch; update is OME's
+    # verb for the same write, granted so that switching agents needs no RBAC change.
+    ("ome.io", "basemodels", "patch"),
+    ("ome.io", "clusterbasemodels", "patch"),
+    ("ome.io", "basemodels", "update"),
+    ("ome.io", "clusterbasemodels", "update"),
     ("", "nodes", "get"),
     ("", "nodes", "list"),
     ("", "nodes", "watch"),
@@ -646,12 +695,6 @@ def test_rbac_grants_nothing_beyond_what_is_needed() -> None:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
     assert not {("", "secrets", v) for v in ("list", "watch")} & granted("ome")
     assert not {("", "namespaces", v) for v in ("get", "list", "watch")} & granted("ome")
-
-
-def test_the_optional_write_spec_role_is_valid_and_not_applied_by_default() -> None:
-    objects = [d for d in yaml.safe_load_all((MANIFESTS / "rbac-write-spec.yaml").read_text()) if d]
-    assert {o["kind"] for o in objects} == {"ClusterRole", "ClusterRoleBinding"}
-    assert ("ome.io", "basemodels", "patch") not in granted(None)
 
 
 # --- the Dockerfile -------------------------------------------------------------------------
@@ -711,13 +754,17 @@ def test_dockerfile_entrypoint_is_the_packages_console_script_with_run() -> None
     assert args.command == "run"
 
 
-def test_dockerfile_runs_non_root_and_exposes_the_agent_ports() -> None:
+def test_the_image_defaults_to_root_and_our_daemonset_runs_it_as_65532() -> None:
+    """OME's DaemonSet sets no securityContext and mounts a root-owned hostPath: the image's
+    default user must be able to write it. Our DaemonSet is hardened explicitly."""
     final = DOCKERFILE[max(i for i, c in enumerate(DOCKERFILE) if c.cmd == "FROM") :]
-    [user] = [c for c in final if c.cmd == "USER"]
-    uid = user.value[0].split(":")[0]
-    assert uid.isdigit() and int(uid) != 0
+    users = [c.value[0].split(":")[0] for c in final if c.cmd == "USER"]
+    assert users in ([], ["0"], ["root"])
+    created = " ".join(c.value[0] for c in final if c.cmd == "RUN")
+    assert "--uid 65532" in created
     pod = one("DaemonSet")["spec"]["template"]["spec"]
-    assert int(uid) == pod["securityContext"]["runAsUser"]
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["runAsNonRoot"] is True
     exposed = {int(p) for c in final if c.cmd == "EXPOSE" for p in c.value}
     assert {p["containerPort"] for p in container()["ports"]} <= exposed
 

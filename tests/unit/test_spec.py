@@ -100,6 +100,21 @@ def test_equal_bodies_give_equal_specs_and_a_new_revision_is_another_source():
     assert not first.same_source(newer)
 
 
+def test_a_changed_file_filter_or_format_is_another_file_set_but_other_fields_are_not():
+    """allow/ignore and TensorRT-LLM filtering belong to the identity (a running download is
+    restarted for them); a format fill on a safetensors model (spec write-back) does not."""
+    first = spec.parse(body(parameters={"allow": "*.json"}), models_root_dir=ROOT)
+    assert not first.same_source(spec.parse(body(), models_root_dir=ROOT))
+    ignored = spec.parse(body(parameters={"allow": "*.json", "ignore": "x"}), models_root_dir=ROOT)
+    assert not first.same_source(ignored)
+    raw = body(parameters={"allow": "*.json"})
+    raw["spec"]["modelFormat"] = {"name": "tensorrtllm"}
+    assert not first.same_source(spec.parse(raw, models_root_dir=ROOT))
+    raw["spec"]["modelFormat"] = {"name": "safetensors", "version": "1.0.0"}
+    raw["spec"]["modelType"] = "llama"
+    assert first.same_source(spec.parse(raw, models_root_dir=ROOT))
+
+
 def test_a_deletion_timestamp_means_deleting():
     raw = body()
     assert not spec.is_deleting(raw)
