@@ -90,6 +90,15 @@ class History:
             self._bytes -= len(dropped_new) + len(dropped_old or "")
             self.compacted = dropped_rv
 
+    def changes(self, after: int) -> list[tuple[int, Resource, str, dict[str, Any]]]:
+        """Every recorded change after resourceVersion ``after``, oldest first (for tests
+        that must see each state an object went through, however briefly)."""
+        return [
+            (rv, resource, kind, json.loads(new))
+            for rv, resource, kind, _, new in list(self._entries)
+            if rv > after
+        ]
+
     def compact(self, rv: int) -> None:
         self.compacted = rv
         self._entries.clear()

@@ -37,31 +37,34 @@ async def world(kube_api, kube_client, hf_hub, tmp_path):
 
 
 class LabelWatch:
-    """Every value the model's label and entry status took, polled every 5 ms."""
+    """Every value the model's label and entry status took, read from the fake API server's
+    change history (so a brief Updating is seen however loaded the machine is)."""
 
     def __init__(self, world: Harness, key: str, label: str) -> None:
         self.world, self.key, self.label = world, key, label
         self.labels: list[str | None] = []
         self.statuses: list[str | None] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def _poll(self) -> None:
-        while True:
-            for seen, value in (
-                (self.labels, self.world.label(self.label)),
-                (self.statuses, status_of(self.world, self.key)),
-            ):
-                if not seen or seen[-1] != value:
-                    seen.append(value)
-            await asyncio.sleep(0.005)
+        self._start = 0
 
     def __enter__(self) -> LabelWatch:
-        self._task = asyncio.get_running_loop().create_task(self._poll())
+        self._start = self.world.kube.resource_version
+        self.labels.append(self.world.label(self.label))
+        self.statuses.append(status_of(self.world, self.key))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
+        for _, resource, _, obj in self.world.kube.store.history.changes(self._start):
+            meta = obj.get("metadata") or {}
+            if resource.plural == "nodes" and meta.get("name") == NODE:
+                self._add(self.labels, (meta.get("labels") or {}).get(self.label))
+            elif resource.plural == "configmaps" and meta.get("name") == NODE:
+                text = (obj.get("data") or {}).get(self.key)
+                self._add(self.statuses, json.loads(text).get("status") if text else None)
+
+    @staticmethod
+    def _add(seen: list[str | None], value: str | None) -> None:
+        if not seen or seen[-1] != value:
+            seen.append(value)
 
 
 async def _drained(instance) -> None:
