@@ -32,6 +32,35 @@ def _add_flags(parser: argparse.ArgumentParser, command: str) -> None:
             )
 
 
+def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG)")
+    parser.add_argument("--context", default=None, help="kubeconfig context (default: current)")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        dest="models_namespace",
+        default=None,
+        help="namespace of the BaseModels (default: the context's); ClusterBaseModels always show",
+    )
+    parser.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="BaseModels of every namespace"
+    )
+    parser.add_argument(
+        "--agent-namespace",
+        default="ome",
+        help="namespace of the agents' per-node ConfigMaps (the agents' --namespace; default: ome)",
+    )
+    parser.add_argument(
+        "-o", "--output", choices=("text", "json"), default="text", help="output format"
+    )
+    parser.add_argument(
+        "-w", "--watch", action="store_true", help="keep refreshing (Ctrl-C to stop)"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between refreshes with --watch"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="model-agent",
@@ -79,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("directory", help="model folder")
     _add_flags(inspect, "inspect")
 
+    status = commands.add_parser(
+        "status",
+        help="the fleet view: every model's rollout across the nodes",
+        description="One row per model with its nodes Ready / Updating / Failed / selected, "
+        "one line per node with progress, speed, ETA and failure reasons. Also installed as "
+        "the kubectl plugin kubectl-model_agent: kubectl model-agent status.",
+    )
+    _add_status_arguments(status)
+    _add_flags(status, "status")
+
     gpu = commands.add_parser(
         "gpu-shape",
         help="print this machine's GPU inventory and shape",
@@ -120,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from model_agent import cli_pull
 
             return cli_pull.run(args, config)
+        if args.command == "status":
+            from model_agent import cli_status
+
+            return cli_status.run(args)
         if args.command == "inspect":
             from model_agent import cli_inspect
 
