@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument(
         "--shape", default=None, help="GPU shape alias for TensorRT-LLM filtering (default: detect)"
     )
+    pull.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="on a terminal, log each file (INFO) above the progress display; without it "
+        "only warnings and errors are logged there unless --log-level is given",
+    )
     _add_flags(pull, "pull")
 
     inspect = commands.add_parser(
@@ -139,11 +146,25 @@ def _settings_from(args: argparse.Namespace) -> settings.Settings:
     return settings.resolve(flags, os.environ)
 
 
+def _log_level(args: argparse.Namespace, config: settings.Settings) -> str:
+    """``pull`` on a terminal logs warnings and errors only, unless ``-v`` (INFO) or an
+    explicit ``--log-level``/``$MODEL_AGENT_LOG_LEVEL``: the progress display shows the rest."""
+    if args.command != "pull":
+        return config.log_level
+    explicit = args.log_level is not None or bool(os.environ.get("MODEL_AGENT_LOG_LEVEL"))
+    if args.verbose:
+        return config.log_level if explicit and config.log_level == "debug" else "info"
+    if explicit or not sys.stderr.isatty():
+        return config.log_level
+    return "warning"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = _settings_from(args)
-        logs.configure(level=config.log_level, fmt=config.log_format, node=config.node_name)
+        level = _log_level(args, config)
+        logs.configure(level=level, fmt=config.log_format, node=config.node_name)
         if args.command in ("run", "pull"):
             from model_agent.egress import clients, policy
 
