@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -128,6 +129,19 @@ def _entries(configmaps: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, 
     return found
 
 
+def _parse_entry(text: Any) -> dict[str, Any] | None:
+    """A ConfigMap entry as a dict; None when missing, not JSON or not an entry object."""
+    if not isinstance(text, str) or not text or len(text) > 1_000_000:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("status"), str):
+        return None
+    return value
+
+
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
@@ -183,7 +197,7 @@ def aggregate(
             chosen = placement is not None and selection.matches(
                 placement, selection.Node(name=node, labels=labels)
             )
-            entry = report.parse_entry((data.get(node) or {}).get(ref.configmap_key))
+            entry = _parse_entry((data.get(node) or {}).get(ref.configmap_key))
             label = labels.get(ref.label_key)
             if chosen or entry is not None or label is not None:
                 states.append(_state(node, chosen, entry, label))
