@@ -282,6 +282,10 @@ class Api:
             "items": page,
         }
 
+    @staticmethod
+    def _wants_table(request: web.Request) -> bool:
+        return kube_table.wants_table(request.headers.get("Accept"))
+
     def _table(
         self,
         res: Resource,
@@ -414,11 +418,12 @@ class Api:
         )
         timeout = _number(query, "timeoutSeconds")
         deadline = None if timeout is None else loop.time() + timeout
+        tables = _TableEvents(target.resource, query) if self._wants_table(request) else None
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         try:
             await response.prepare(request)
             for first in initial:
-                await _write_event(response, first)
+                await _write_event(response, first, tables)
                 if first["type"] == "ERROR":
                     return response
             while True:
@@ -431,7 +436,7 @@ class Api:
                     break
                 if event is None:
                     break
-                await _write_event(response, event)
+                await _write_event(response, event, tables)
             self.store.unwatch(watcher)  # before the client can see the end of the stream
             with contextlib.suppress(ConnectionError):
                 await response.write_eof()
@@ -457,5 +462,29 @@ def _check_fields(res: Resource, body: Any, query: dict[str, str]) -> None:
         )
 
 
-async def _write_event(response: web.StreamResponse, event: dict[str, Any]) -> None:
+class _TableEvents:
+    """A watch for Tables (``kubectl get -w``): each object becomes a one-row Table; only
+    the first carries the column definitions, as on a real server."""
+
+    def __init__(self, resource: Resource, query: dict[str, str]) -> None:
+        self.resource, self.headers = resource, True
+        self.include = query.get("includeObject") or "Metadata"
+
+    def convert(self, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("type") in ("ERROR", "BOOKMARK"):
+            return event
+        obj = event["object"]
+        meta = {"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")}
+        table = kube_table.table(
+            self.resource, [obj], metadata=meta, include=self.include, headers=self.headers
+        )
+        self.headers = False
+        return {"type": event["type"], "object": table}
+
+
+async def _write_event(
+    response: web.StreamResponse, event: dict[str, Any], tables: _TableEvents | None = None
+) -> None:
+    if tables is not None:
+        event = tables.convert(event)
     await response.write(json.dumps(event).encode() + b"\n")

@@ -1,5 +1,6 @@
 """``meta.k8s.io/v1`` Table responses of the fake Kubernetes API, as ``kubectl get`` asks for
-them (``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``): a custom resource gets the
+them (``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``, on a get, a list or a
+watch, whose events then carry one-row Tables): a custom resource gets the
 NAME column and the ``additionalPrinterColumns`` of its CRD version (``date`` columns as an
 age, ``[*]`` paths joined by commas), a built-in kind NAME and AGE. Each row carries the
 object's metadata (``includeObject=Metadata``, the default), the whole object
@@ -126,14 +127,18 @@ def table(
     *,
     metadata: Mapping[str, Any],
     include: str = "Metadata",
+    headers: bool = True,
 ) -> dict[str, Any]:
-    """A Table of ``items`` (one object for a GET of one, all for a list)."""
+    """A Table of ``items`` (one object for a GET of one, all for a list); ``headers=False``
+    leaves the column definitions out (the later events of a watch)."""
     defs = columns(res)
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": dict(metadata),
-        "columnDefinitions": [{k: v for k, v in c.items() if k != "jsonPath"} for c in defs],
+        "columnDefinitions": [
+            {k: v for k, v in c.items() if k != "jsonPath"} for c in defs if headers
+        ],
         "rows": [
             {
                 "cells": [cell(obj, c) for c in defs],

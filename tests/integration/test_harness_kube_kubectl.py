@@ -147,3 +147,21 @@ async def test_dry_run_stores_nothing_and_writes_record_their_manager(kube_api):
         async with s.patch(url, data=patch, headers=merge) as r:
             managers = [m["manager"] for m in (await r.json())["metadata"]["managedFields"]]
         assert managers == ["tool"]  # the User-Agent up to its first "/"
+
+
+async def test_a_watch_for_tables_sends_one_row_tables_with_headers_once(kube_api):
+    kube_api.create(basemodel(vendor="acme"))
+    since = str(kube_api.resource_version)
+    for version in ("7", "8"):
+        kube_api.patch("basemodels", "m", {"spec": {"version": version}}, "default")
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    params = {"watch": "true", "resourceVersion": since, "timeoutSeconds": "1"}
+    async with session(kube_api, Accept=accept) as s:
+        async with s.get(f"{kube_api.url}{BASE}", params=params) as r:
+            first, second = [json.loads(line) async for line in r.content]
+    assert first["type"] == second["type"] == "MODIFIED"
+    assert first["object"]["kind"] == second["object"]["kind"] == "Table"
+    assert first["object"]["columnDefinitions"][0]["name"] == "Name"
+    assert second["object"]["columnDefinitions"] == []
+    assert first["object"]["rows"][0]["cells"][:4] == ["m", None, "7", "acme"]
+    assert second["object"]["rows"][0]["cells"][2] == "8"
