@@ -58,7 +58,7 @@ async def connect(
     current = getattr(current, "value", current)  # a dict, or a ConfigNode holding one
     context_node = current.get("context") if isinstance(current, Mapping) else None
     namespace = context_node.get("namespace") if isinstance(context_node, Mapping) else None
-    return client.ApiClient(configuration=configuration), str(namespace or "default")
+    return kube_client.api_client_for(configuration, environ), str(namespace or "default")
 
 
 async def snapshot(api: client.ApiClient, target: Target) -> Snapshot:

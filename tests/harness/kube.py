@@ -88,7 +88,7 @@ class FakeKube:
         self._error: BaseException | None = None
         self._dir = pathlib.Path(tempfile.mkdtemp(prefix="fake-kube-"))
         #: The server certificate and its CA (None when serving plain HTTP).
-        self.tls = kube_tls.make_certificate(self._dir) if tls else None
+        self.tls = kube_tls.server_certificate() if tls else None
         self.port = 0
         for crd in {id(r.crd): r.crd for r in self.catalog.resources if r.crd}.values():
             self.create(dict(crd))
@@ -169,7 +169,7 @@ class FakeKube:
             app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
         )
         await runner.setup()
-        context = None if self.tls is None else self.tls.server_context()
+        context = None if self.tls is None else self.tls.context
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
         await site.start()
         self.port = runner.addresses[0][1]
