@@ -174,11 +174,19 @@ class FakeKube:
         await site.start()
         self.port = runner.addresses[0][1]
         self._started.set()
+        server = runner.server
         try:
             await self._stopping.wait()
         finally:
             self.store.close_watches()
             await runner.cleanup()
+            # a TLS connection needs loop turns to finish closing: wait for every one to be
+            # lost before this loop closes, or its socket is reported leaked later
+            deadline = asyncio.get_running_loop().time() + 2.0
+            while server is not None and server.connections:
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.005)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         query = dict(request.query)
