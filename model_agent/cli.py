@@ -32,6 +32,35 @@ def _add_flags(parser: argparse.ArgumentParser, command: str) -> None:
             )
 
 
+def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG)")
+    parser.add_argument("--context", default=None, help="kubeconfig context (default: current)")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        dest="models_namespace",
+        default=None,
+        help="namespace of the BaseModels (default: the context's); ClusterBaseModels always show",
+    )
+    parser.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="BaseModels of every namespace"
+    )
+    parser.add_argument(
+        "--agent-namespace",
+        default="ome",
+        help="namespace of the agents' per-node ConfigMaps (the agents' --namespace; default: ome)",
+    )
+    parser.add_argument(
+        "-o", "--output", choices=("text", "json"), default="text", help="output format"
+    )
+    parser.add_argument(
+        "-w", "--watch", action="store_true", help="keep refreshing (Ctrl-C to stop)"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between refreshes with --watch"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="model-agent",
@@ -68,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument(
         "--shape", default=None, help="GPU shape alias for TensorRT-LLM filtering (default: detect)"
     )
+    pull.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="on a terminal, log each file (INFO) above the progress display; without it "
+        "only warnings and errors are logged there unless --log-level is given",
+    )
     _add_flags(pull, "pull")
 
     inspect = commands.add_parser(
@@ -78,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("directory", help="model folder")
     _add_flags(inspect, "inspect")
+
+    status = commands.add_parser(
+        "status",
+        help="the fleet view: every model's rollout across the nodes",
+        description="One row per model with its nodes Ready / Updating / Failed / selected, "
+        "one line per node with progress, speed, ETA and failure reasons. Also installed as "
+        "the kubectl plugin kubectl-model_agent: kubectl model-agent status.",
+    )
+    _add_status_arguments(status)
+    _add_flags(status, "status")
 
     gpu = commands.add_parser(
         "gpu-shape",
@@ -100,11 +146,25 @@ def _settings_from(args: argparse.Namespace) -> settings.Settings:
     return settings.resolve(flags, os.environ)
 
 
+def _log_level(args: argparse.Namespace, config: settings.Settings) -> str:
+    """``pull`` on a terminal logs warnings and errors only, unless ``-v`` (INFO) or an
+    explicit ``--log-level``/``$MODEL_AGENT_LOG_LEVEL``: the progress display shows the rest."""
+    if args.command != "pull":
+        return config.log_level
+    explicit = args.log_level is not None or bool(os.environ.get("MODEL_AGENT_LOG_LEVEL"))
+    if args.verbose:
+        return config.log_level if explicit and config.log_level == "debug" else "info"
+    if explicit or not sys.stderr.isatty():
+        return config.log_level
+    return "warning"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = _settings_from(args)
-        logs.configure(level=config.log_level, fmt=config.log_format, node=config.node_name)
+        level = _log_level(args, config)
+        logs.configure(level=level, fmt=config.log_format, node=config.node_name)
         if args.command in ("run", "pull"):
             from model_agent.egress import clients, policy
 
@@ -120,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from model_agent import cli_pull
 
             return cli_pull.run(args, config)
+        if args.command == "status":
+            from model_agent import cli_status
+
+            return cli_status.run(args)
         if args.command == "inspect":
             from model_agent import cli_inspect
 

@@ -2,7 +2,8 @@
 
 Pins, downloads, verifies and places the model, analyses it, and prints exactly one JSON object
 on stdout: the ConfigMap entry's ``config`` (with ``artifact``). Logs and progress go to stderr
-(a bar on a TTY, a line every few seconds otherwise). Exit 0 on success, 1 on failure with a
+(``cli_pull_display``: a live tqdm display on a terminal with the logs above it, a line every
+few seconds otherwise). Exit 0 on success, 1 on failure with a
 one-line reason, 2 on usage errors. Manifests live in ``$MODEL_AGENT_STATE_DIR`` (default
 ``~/.local/state/model-agent``); rerunning after a crash resumes.
 """
@@ -15,10 +16,8 @@ import json
 import os
 import pathlib
 import sys
-import time
-from typing import TextIO
 
-from model_agent import errors, pipeline, settings
+from model_agent import cli_pull_display, errors, pipeline, settings
 
 __all__ = ["parse_params", "run", "state_dir"]
 
@@ -35,7 +34,6 @@ _KNOWN_PARAMS = frozenset(
         "secretKey",
     }
 )
-_LINE_INTERVAL = 5.0
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -60,45 +58,6 @@ def state_dir() -> pathlib.Path:
     return pathlib.Path.home() / ".local" / "state" / "model-agent"
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-class _Reporter:
-    """Progress on stderr: an in-place bar on a TTY, a plain line every few seconds otherwise."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
-        self._last = 0.0
-
-    def __call__(self, progress: pipeline.Progress) -> None:
-        now = time.monotonic()
-        total = max(progress.total_bytes, 1)
-        percent = 100.0 * progress.completed_bytes / total
-        text = (
-            f"{progress.phase}: {_size(progress.completed_bytes)} / {_size(progress.total_bytes)} "
-            f"({percent:.0f}%), {progress.completed_files}/{progress.total_files} files, "
-            f"{_size(progress.speed_bytes_per_sec)}/s"
-        )
-        if self._tty:
-            filled = int(30 * progress.completed_bytes / total)
-            self._stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {text}\x1b[K")
-            self._stream.flush()
-        elif now - self._last >= _LINE_INTERVAL or progress.phase == "finalizing":
-            self._last = now
-            print(text, file=self._stream, flush=True)
-
-    def close(self) -> None:
-        if self._tty:
-            self._stream.write("\n")
-            self._stream.flush()
-
-
 def run(args: argparse.Namespace, config: settings.Settings) -> int:
     params = parse_params(list(args.param or []))
     destination = pathlib.Path(args.path)
@@ -116,11 +75,12 @@ def run(args: argparse.Namespace, config: settings.Settings) -> int:
         model_format=model_format,
         shape=shape,
     )
-    reporter = _Reporter(sys.stderr)
+    reporter = cli_pull_display.reporter_for(sys.stderr)
     try:
-        result = asyncio.run(
-            pipeline.pull(request, config, state_dir=state_dir(), progress=reporter)
-        )
+        with cli_pull_display.redirect_logs(reporter):
+            result = asyncio.run(
+                pipeline.pull(request, config, state_dir=state_dir(), progress=reporter)
+            )
     except errors.InvalidURIError as exc:
         reporter.close()
         print(f"model-agent: error: {exc}", file=sys.stderr)
@@ -136,7 +96,7 @@ def run(args: argparse.Namespace, config: settings.Settings) -> int:
     reporter.close()
     print(
         f"model-agent: pulled {result.files} files at {result.revision}, "
-        f"{_size(result.bytes_downloaded)} downloaded",
+        f"{cli_pull_display.human_bytes(result.bytes_downloaded)} downloaded",
         file=sys.stderr,
     )
     sys.stdout.write(json.dumps(result.config, sort_keys=True) + "\n")

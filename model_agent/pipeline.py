@@ -38,6 +38,7 @@ from model_agent.trust import confine
 
 __all__ = [
     "Admit",
+    "FileProgress",
     "Progress",
     "PullRequest",
     "PullResult",
@@ -67,6 +68,7 @@ class PullRequest:
 
 
 Progress = files.Progress
+FileProgress = files.FileProgress
 
 #: Admission into the disk: given ``(directory, bytes, files)`` still to write on each
 #: filesystem and what is pulled, hold room for them for the ``async with`` body, or raise

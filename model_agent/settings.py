@@ -412,7 +412,7 @@ FLAGS: tuple[Flag, ...] = (
         _choice("debug", "info", "warning", "error"),
         "Log level.",
         ("MODEL_AGENT_LOG_LEVEL",),
-        ("run", "pull", "inspect", "gpu-shape"),
+        ("run", "pull", "inspect", "gpu-shape", "status"),
     ),
     Flag(
         "log_format",
@@ -421,7 +421,7 @@ FLAGS: tuple[Flag, ...] = (
         _choice("text", "json"),
         "Log format.",
         ("MODEL_AGENT_LOG_FORMAT",),
-        ("run", "pull", "inspect", "gpu-shape"),
+        ("run", "pull", "inspect", "gpu-shape", "status"),
     ),
 )
 

@@ -26,11 +26,28 @@ from model_agent.download import engine, staging
 from model_agent.storage import base
 from model_agent.trust import confine
 
-__all__ = ["Progress", "Tracker", "Worker", "check_space", "final_path", "space_needs"]
+__all__ = [
+    "FileProgress",
+    "Progress",
+    "Tracker",
+    "Worker",
+    "check_space",
+    "final_path",
+    "space_needs",
+]
 
 log = logging.getLogger("model_agent.download")
 
 _PROGRESS_INTERVAL = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class FileProgress:
+    """One file being downloaded right now."""
+
+    path: str
+    size: int
+    completed_bytes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +61,8 @@ class Progress:
     #: Bytes actually received from the source (files verified in place count in
     #: ``completed_bytes`` only).
     received_bytes: int = 0
+    #: The files downloading at this moment (staged bytes included), in start order.
+    files: tuple[FileProgress, ...] = ()
 
 
 class Tracker:
@@ -57,6 +76,8 @@ class Tracker:
         self._window: tuple[float, int] = (time.monotonic(), 0)
         self._speed = 0.0
         self._emitted = 0.0
+        #: The files downloading now, by path (their staged state holds the written bytes).
+        self.active: dict[str, staging.StagedFile] = {}
 
     def add(self, nbytes: int) -> None:
         self.received += nbytes
@@ -81,6 +102,10 @@ class Tracker:
                 self.completed_files,
                 round(self._speed, 1),
                 self.received,
+                tuple(
+                    FileProgress(path, staged.size, min(staged.completed_bytes, staged.size))
+                    for path, staged in self.active.items()
+                ),
             )
         )
 
@@ -205,7 +230,11 @@ class Worker:
                             staged.completed_bytes,
                             extra={"file": file.path, "bytes": file.size},
                         )
-                        await self.fetcher.fetch(file, staged)
+                        self.tracker.active[file.path] = staged
+                        try:
+                            await self.fetcher.fetch(file, staged)
+                        finally:
+                            self.tracker.active.pop(file.path, None)
                 started = time.monotonic()
                 digest = await hashing
                 self.verifier.check(digest, name=file.path, expected=expected)

@@ -14,7 +14,14 @@ from kubernetes_asyncio import client, config
 from model_agent import errors
 from model_agent.egress import policy
 
-__all__ = ["api_error", "is_conflict", "is_not_found", "make_api_client", "status_of"]
+__all__ = [
+    "api_client_for",
+    "api_error",
+    "is_conflict",
+    "is_not_found",
+    "make_api_client",
+    "status_of",
+]
 
 #: Statuses worth retrying: conflicts, throttling, server-side trouble.
 RETRYABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
@@ -35,9 +42,16 @@ async def make_api_client(environ: Mapping[str, str] | None = None) -> client.Ap
             raise errors.ConfigError(
                 f"no Kubernetes credentials: not in a pod and no usable kubeconfig ({exc})"
             ) from None
+    return api_client_for(configuration, env)
+
+
+def api_client_for(
+    configuration: client.Configuration, environ: Mapping[str, str]
+) -> client.ApiClient:
+    """An ApiClient for a loaded configuration, with the agent's proxy rules."""
     # HTTPS_PROXY/NO_PROXY as the rest of the agent reads them (curl's and Go's rules, CIDR and
     # host:port entries included), not aiohttp's own reading of them (suffixes only, no ports).
-    configuration.proxy = policy.build(env).metadata_proxy(str(configuration.host or ""))
+    configuration.proxy = policy.build(environ).metadata_proxy(str(configuration.host or ""))
     api = client.ApiClient(configuration=configuration)
     session = api.rest_client.pool_manager
     if isinstance(session, aiohttp.ClientSession):

@@ -19,6 +19,7 @@ import json
 import logging
 import pathlib
 import shutil
+import ssl
 import tempfile
 import threading
 import time
@@ -28,7 +29,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from tests.harness import kube_faults, kube_http, kube_patch
+from tests.harness import kube_faults, kube_http, kube_patch, kube_tls
 from tests.harness.kube_resources import CRD_DIR, Catalog, Resource, default_catalog
 from tests.harness.kube_store import Store
 
@@ -63,10 +64,12 @@ class FakeKube:
         crd_dir: pathlib.Path = CRD_DIR,
         namespaces: tuple[str, ...] = ("default", "kube-system", "ome"),
         token: str | None = "fake-token",
+        tls: bool = True,
     ) -> None:
         """``token``: the bearer token every request but /version and the health paths
         must carry (401 otherwise, as for an anonymous client); the kubeconfig carries it.
-        None accepts anyone."""
+        None accepts anyone. ``tls``: serve HTTPS with a throw-away CA that the kubeconfig
+        carries as ``certificate-authority-data`` (``kube_tls``); False serves plain HTTP."""
         self.catalog: Catalog = default_catalog(crd_dir)
         self.store = Store(self.catalog)
         self.token = token
@@ -84,6 +87,8 @@ class FakeKube:
         self._started = threading.Event()
         self._error: BaseException | None = None
         self._dir = pathlib.Path(tempfile.mkdtemp(prefix="fake-kube-"))
+        #: The server certificate and its CA (None when serving plain HTTP).
+        self.tls = kube_tls.server_certificate() if tls else None
         self.port = 0
         for crd in {id(r.crd): r.crd for r in self.catalog.resources if r.crd}.values():
             self.create(dict(crd))
@@ -94,7 +99,18 @@ class FakeKube:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client SSL context trusting the fake's CA (for test-side aiohttp sessions)."""
+        return None if self.tls is None else self.tls.client_context()
+
+    @property
+    def ca_data(self) -> str | None:
+        """The CA as the kubeconfig carries it (base64 PEM), None over plain HTTP."""
+        return None if self.tls is None else self.tls.ca_data
 
     @property
     def kubeconfig(self) -> str:
@@ -105,10 +121,13 @@ class FakeKube:
         self._thread.start()
         if not self._started.wait(10) or self._error is not None:
             raise RuntimeError(f"the fake API server did not start: {self._error!r}")
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.tls is not None:
+            cluster["certificate-authority-data"] = self.tls.ca_data
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "fake", "cluster": cluster}],
             "users": [{"name": "fake", "user": {"token": self.token or "anonymous"}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
             "current-context": "fake",
@@ -150,15 +169,24 @@ class FakeKube:
             app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
         )
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        context = None if self.tls is None else self.tls.context
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
         await site.start()
         self.port = runner.addresses[0][1]
         self._started.set()
+        server = runner.server
         try:
             await self._stopping.wait()
         finally:
             self.store.close_watches()
             await runner.cleanup()
+            # a TLS connection needs loop turns to finish closing: wait for every one to be
+            # lost before this loop closes, or its socket is reported leaked later
+            deadline = asyncio.get_running_loop().time() + 2.0
+            while server is not None and server.connections:
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.005)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         query = dict(request.query)

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from tests.harness import kube_patch
+from tests.harness import kube_apply, kube_openapi, kube_patch, kube_schema, kube_table
 from tests.harness.kube_resources import Catalog, Resource
 from tests.harness.kube_store import Store, Watcher
 
@@ -27,6 +27,7 @@ _PATCH_TYPES = {
     "application/merge-patch+json": "merge",
     "application/json-patch+json": "json",
     "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
 }
 
 
@@ -145,6 +146,7 @@ class Api:
 
     def __init__(self, store: Store, catalog: Catalog) -> None:
         self.store, self.catalog = store, catalog
+        self._openapi: dict[str, Any] = {}
 
     # --- discovery -----------------------------------------------------------------------
 
@@ -172,8 +174,24 @@ class Api:
             doc = self.catalog.api_group(parts[1])
         elif len(parts) == 3 and parts[0] == "apis":
             doc = self.catalog.resource_list(parts[1], parts[2])
+        elif parts[:2] == ["openapi", "v3"]:
+            doc = self._openapi_document(parts[2:])
         if doc is None:
             raise _not_found(path)
+        return doc
+
+    def _openapi_document(self, rest: list[str]) -> dict[str, Any] | None:
+        key = "/".join(rest)
+        if key not in self._openapi:
+            if not rest:
+                self._openapi[key] = kube_openapi.index(self.catalog)
+            elif len(rest) == 2 and rest[0] == "api":
+                self._openapi[key] = kube_openapi.document(self.catalog, "", rest[1])
+            elif len(rest) == 3 and rest[0] == "apis":
+                self._openapi[key] = kube_openapi.document(self.catalog, rest[1], rest[2])
+            else:
+                return None
+        doc: dict[str, Any] | None = self._openapi[key]
         return doc
 
     # --- resources -----------------------------------------------------------------------
@@ -185,25 +203,44 @@ class Api:
             target.subresource not in res.subresources or verb not in ("get", "update", "patch")
         ):
             raise _not_found(request.path)
+        manager = query.get("fieldManager") or kube_apply.manager_from_user_agent(
+            request.headers.get("User-Agent")
+        )
+        dry_run = bool(query.get("dryRun"))
+        as_table = kube_table.wants_table(request.headers.get("Accept"))
         if verb == "get":
-            return json_response(store.get(res, target.namespace, target.name or ""))
+            found = store.get(res, target.namespace, target.name or "")
+            if as_table and target.subresource is None:
+                return json_response(self._table(res, [found], found["metadata"], query))
+            return json_response(found)
         if verb == "list":
-            return json_response(self._list(target, query))
+            listed = self._list(target, query)
+            if as_table:
+                return json_response(self._table(res, listed["items"], listed["metadata"], query))
+            return json_response(listed)
         if verb == "watch":
             return await self._watch(request, target, query)
         if verb == "create":
             body = await read_body(request, allowed=_JSON_TYPES)
-            created = store.create(res, target.namespace, body, dry_run=bool(query.get("dryRun")))
+            _check_fields(res, body, query)
+            created = store.create(res, target.namespace, body, dry_run=dry_run, manager=manager)
             return json_response(created, 201)
         if verb == "update":
             body = await read_body(request, allowed=_JSON_TYPES)
+            _check_fields(res, body, query)
             return json_response(
                 store.replace(
-                    res, target.namespace, target.name or "", body, subresource=target.subresource
+                    res,
+                    target.namespace,
+                    target.name or "",
+                    body,
+                    subresource=target.subresource,
+                    manager=manager,
+                    dry_run=dry_run,
                 )
             )
         if verb == "patch":
-            return json_response(await self._patch(request, target))
+            return await self._patch(request, target, query, manager)
         if verb == "delete":
             return self._delete(target, await self._delete_options(request))
         if verb == "deletecollection":
@@ -245,9 +282,30 @@ class Api:
             "items": page,
         }
 
-    async def _patch(self, request: web.Request, target: Target) -> dict[str, Any]:
+    @staticmethod
+    def _wants_table(request: web.Request) -> bool:
+        return kube_table.wants_table(request.headers.get("Accept"))
+
+    def _table(
+        self,
+        res: Resource,
+        items: list[dict[str, Any]],
+        metadata: dict[str, Any],
+        query: dict[str, str],
+    ) -> dict[str, Any]:
+        meta = {k: v for k, v in metadata.items() if k in ("resourceVersion", "continue")}
+        include = query.get("includeObject") or "Metadata"
+        if include not in ("None", "Metadata", "Object"):
+            raise kube_patch.bad_request(f"invalid includeObject: {include!r}")
+        return kube_table.table(res, items, metadata=meta, include=include)
+
+    async def _patch(
+        self, request: web.Request, target: Target, query: dict[str, str], manager: str
+    ) -> web.Response:
         mime = content_type(request)
         patch_type = _PATCH_TYPES.get(mime or "")
+        if patch_type == "apply":
+            return await self._apply(request, target, query)
         if patch_type is None or (patch_type == "strategic" and not target.resource.builtin):
             accepted = [
                 t
@@ -265,14 +323,48 @@ class Api:
             body = json.loads(raw)
         except ValueError as exc:
             raise kube_patch.bad_request(f"invalid patch body: {exc}") from None
-        return self.store.patch(
+        if patch_type == "merge":
+            _check_fields(target.resource, body, query)
+        patched = self.store.patch(
             target.resource,
             target.namespace,
             target.name or "",
             patch_type,
             body,
             subresource=target.subresource,
+            manager=manager,
+            dry_run=bool(query.get("dryRun")),
         )
+        return json_response(patched)
+
+    async def _apply(
+        self, request: web.Request, target: Target, query: dict[str, str]
+    ) -> web.Response:
+        """Server-side apply (``kube_apply``): 201 when it created the object."""
+        manager = query.get("fieldManager")
+        if not manager:
+            raise kube_patch.bad_request(
+                "PATCH requests with apply content type require fieldManager"
+            )
+        force = query.get("force")
+        if force not in (None, "true", "false"):
+            raise kube_patch.bad_request(f"invalid force: {force!r}")
+        try:
+            config = yaml.safe_load(await request.read())
+        except yaml.YAMLError as exc:
+            raise kube_patch.bad_request(f"invalid apply body: {exc}") from None
+        _check_fields(target.resource, config, query)
+        obj, created = self.store.apply(
+            target.resource,
+            target.namespace,
+            target.name or "",
+            config,
+            manager=manager,
+            force=force == "true",
+            subresource=target.subresource,
+            dry_run=bool(query.get("dryRun")),
+        )
+        return json_response(obj, 201 if created else 200)
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
@@ -326,11 +418,12 @@ class Api:
         )
         timeout = _number(query, "timeoutSeconds")
         deadline = None if timeout is None else loop.time() + timeout
+        tables = _TableEvents(target.resource, query) if self._wants_table(request) else None
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         try:
             await response.prepare(request)
             for first in initial:
-                await _write_event(response, first)
+                await _write_event(response, first, tables)
                 if first["type"] == "ERROR":
                     return response
             while True:
@@ -343,7 +436,7 @@ class Api:
                     break
                 if event is None:
                     break
-                await _write_event(response, event)
+                await _write_event(response, event, tables)
             self.store.unwatch(watcher)  # before the client can see the end of the stream
             with contextlib.suppress(ConnectionError):
                 await response.write_eof()
@@ -354,5 +447,44 @@ class Api:
         return response
 
 
-async def _write_event(response: web.StreamResponse, event: dict[str, Any]) -> None:
+def _check_fields(res: Resource, body: Any, query: dict[str, str]) -> None:
+    """``fieldValidation=Strict``: a body with a field the kind's schema does not declare is
+    a 400 naming the field (``Ignore``/``Warn``, the default: the server prunes it)."""
+    schema = kube_schema.schema_of(res)
+    if query.get("fieldValidation") != "Strict" or schema is None or not isinstance(body, dict):
+        return
+    unknown = kube_schema.unknown_fields(body, schema)
+    if unknown:
+        listed = ", ".join(f'unknown field "{field}"' for field in unknown)
+        raise kube_patch.bad_request(
+            f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
+            f"strict decoding error: {listed}"
+        )
+
+
+class _TableEvents:
+    """A watch for Tables (``kubectl get -w``): each object becomes a one-row Table; only
+    the first carries the column definitions, as on a real server."""
+
+    def __init__(self, resource: Resource, query: dict[str, str]) -> None:
+        self.resource, self.headers = resource, True
+        self.include = query.get("includeObject") or "Metadata"
+
+    def convert(self, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("type") in ("ERROR", "BOOKMARK"):
+            return event
+        obj = event["object"]
+        meta = {"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")}
+        table = kube_table.table(
+            self.resource, [obj], metadata=meta, include=self.include, headers=self.headers
+        )
+        self.headers = False
+        return {"type": event["type"], "object": table}
+
+
+async def _write_event(
+    response: web.StreamResponse, event: dict[str, Any], tables: _TableEvents | None = None
+) -> None:
+    if tables is not None:
+        event = tables.convert(event)
     await response.write(json.dumps(event).encode() + b"\n")

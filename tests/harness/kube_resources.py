@@ -63,6 +63,35 @@ BUILTINS: tuple[Resource, ...] = (
     Resource("", "v1", "serviceaccounts", "ServiceAccount", True, "serviceaccount", ("sa",)),
     Resource("events.k8s.io", "v1", "events", "Event", True, "event", ("ev",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, "lease"),
+    # stored generically (no controllers behind them), so that the manifests apply
+    Resource("", "v1", "services", "Service", True, "service", ("svc",), ("status",)),
+    Resource("apps", "v1", "daemonsets", "DaemonSet", True, "daemonset", ("ds",), ("status",)),
+    Resource(
+        "apps", "v1", "deployments", "Deployment", True, "deployment", ("deploy",), ("status",)
+    ),
+    Resource(
+        "rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, "clusterrole"
+    ),
+    Resource(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        False,
+        "clusterrolebinding",
+    ),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True, "role"),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, "rolebinding"),
+    Resource(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        True,
+        "poddisruptionbudget",
+        ("pdb",),
+        ("status",),
+    ),
     Resource(
         "apiextensions.k8s.io",
         "v1",

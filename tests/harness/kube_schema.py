@@ -51,6 +51,31 @@ def prune(value: Any, schema: Mapping[str, Any], *, root: bool = False) -> Any:
     return value
 
 
+def unknown_fields(value: Any, schema: Mapping[str, Any], path: str = "") -> list[str]:
+    """The dotted paths of the fields of ``value`` that ``schema`` does not declare (what
+    ``prune`` drops; ``fieldValidation=Strict`` rejects them instead)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    found: list[str] = []
+    if isinstance(value, dict):
+        properties = schema.get("properties")
+        additional = schema.get("additionalProperties")
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if not path and key in _ROOT_KEEP:
+                continue
+            if properties is not None and key in properties:
+                found.extend(unknown_fields(item, properties[key], where))
+            elif isinstance(additional, Mapping):
+                found.extend(unknown_fields(item, additional, where))
+            elif not (additional is True or (properties is None and additional is None)):
+                found.append(where)
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for i, item in enumerate(value):
+            found.extend(unknown_fields(item, schema["items"], f"{path}[{i}]"))
+    return found
+
+
 def apply_defaults(value: Any, schema: Mapping[str, Any]) -> Any:
     """``value`` with every absent property that has a ``default`` filled in."""
     if isinstance(value, dict):

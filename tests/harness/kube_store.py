@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from tests.harness import kube_patch, kube_schema, kube_watch
+from tests.harness import kube_apply, kube_patch, kube_schema, kube_watch
 from tests.harness.kube_resources import Catalog, Resource
 from tests.harness.kube_watch import Event, Watcher
 
@@ -72,6 +72,16 @@ def _normalise(resource: Resource, obj: dict[str, Any]) -> None:
             data[key] = base64.b64encode(value.encode()).decode()
         obj["data"] = data
         obj.setdefault("type", "Opaque")
+
+
+def _without_directives(patch: dict[str, Any]) -> dict[str, Any]:
+    """A strategic merge patch without its ``$``-keys (``$setElementOrder/...``,
+    ``$retainKeys``, ``$patch``): the fake merges lists whole, so they have nothing to do."""
+    return {
+        key: _without_directives(value) if isinstance(value, dict) else value
+        for key, value in patch.items()
+        if not key.startswith("$")
+    }
 
 
 class Store:
@@ -133,9 +143,11 @@ class Store:
         *,
         dry_run: bool = False,
         require_namespace: bool = True,
+        manager: str | None = None,
     ) -> dict[str, Any]:
         """POST. A namespaced object needs an existing namespace (404 otherwise, as on a
-        real server) unless ``require_namespace`` is False."""
+        real server) unless ``require_namespace`` is False. ``manager``: the field manager
+        the fields are recorded for (``kube_apply``); None records none."""
         if not isinstance(body, Mapping):
             raise kube_patch.bad_request("the body of a create must be a JSON object")
         obj = copy.deepcopy(dict(body))
@@ -192,6 +204,8 @@ class Store:
                 meta["generation"] = 1
             if "status" in resource.subresources and not resource.builtin:
                 obj.pop("status", None)
+            if manager is not None:
+                kube_apply.track(None, obj, manager, resource.api_version)
             if dry_run:
                 meta["resourceVersion"] = str(self._rv)
                 return obj
@@ -209,6 +223,8 @@ class Store:
         body: Mapping[str, Any],
         *,
         subresource: str | None = None,
+        manager: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """PUT. Custom resources need ``metadata.resourceVersion`` (as on a real server);
         built-in kinds accept an unconditional replace."""
@@ -231,7 +247,15 @@ class Store:
                     name,
                     "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
                 )
-            return self._update(resource, old, new, expected=expected, subresource=subresource)
+            return self._update(
+                resource,
+                old,
+                new,
+                expected=expected,
+                subresource=subresource,
+                manager=manager,
+                dry_run=dry_run,
+            )
 
     def patch(
         self,
@@ -242,14 +266,18 @@ class Store:
         body: Any,
         *,
         subresource: str | None = None,
+        manager: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """``patch_type``: ``merge``, ``json`` or ``strategic`` (built-in kinds only; applied
-        as a merge patch here: no list-merge keys)."""
+        as a merge patch here: no list-merge keys, and kubectl's ``$``-directives dropped)."""
         with self.lock:
             old = self._current(resource, namespace, name)
             if patch_type == "json":
                 new = kube_patch.json_patch(old, body)
             elif isinstance(body, dict):
+                if patch_type == "strategic":
+                    body = _without_directives(body)
                 new = kube_patch.merge_patch(copy.deepcopy(old), body)
             else:
                 raise kube_patch.bad_request(
@@ -261,7 +289,65 @@ class Store:
             if meta.get("name") != name:
                 raise kube_patch.invalid(resource.kind, name, "metadata.name: field is immutable")
             expected = meta.get("resourceVersion")
-            return self._update(resource, old, new, expected=expected, subresource=subresource)
+            return self._update(
+                resource,
+                old,
+                new,
+                expected=expected,
+                subresource=subresource,
+                manager=manager,
+                dry_run=dry_run,
+            )
+
+    def apply(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        config: Any,
+        *,
+        manager: str,
+        force: bool,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        """Server-side apply of ``config`` by ``manager`` (``kube_apply``); creates the
+        object when it does not exist. Returns the object and whether it was created."""
+        if not isinstance(config, Mapping):
+            raise kube_patch.bad_request("the body of an apply must be an object")
+        config = copy.deepcopy(dict(config))
+        self._check_kind(resource, config)
+        meta = config.get("metadata")
+        if not isinstance(meta, dict) or meta.get("name") not in (None, name):
+            raise kube_patch.bad_request(
+                f"the name of the object ({(meta or {}).get('name')}) does not match the name "
+                f"on the URL ({name})"
+            )
+        meta.setdefault("name", name)
+        meta.pop("managedFields", None)
+        with self.lock:
+            existing = self._objects.get(self._key(resource, namespace, name))
+            applied = kube_apply.apply(
+                existing,
+                config,
+                manager=manager,
+                force=force,
+                api_version=resource.api_version,
+            )
+            if existing is None:
+                created = self.create(resource, namespace, applied, dry_run=dry_run)
+                return created, True
+            expected = config["metadata"].get("resourceVersion")
+            updated = self._update(
+                resource,
+                existing,
+                applied,
+                expected=expected,
+                subresource=subresource,
+                manager=None,
+                dry_run=dry_run,
+            )
+            return updated, False
 
     def delete(
         self,
@@ -392,6 +478,8 @@ class Store:
         *,
         expected: str | None,
         subresource: str | None,
+        manager: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         name = old["metadata"]["name"]
         if expected and expected != old["metadata"]["resourceVersion"]:
@@ -436,8 +524,14 @@ class Store:
         else:
             meta["generation"] = old["metadata"].get("generation", 1) + (spec_old != spec_new)
         meta["resourceVersion"] = old["metadata"]["resourceVersion"]
+        if "managedFields" not in meta and "managedFields" in old["metadata"]:
+            meta["managedFields"] = copy.deepcopy(old["metadata"]["managedFields"])
         if new == old:  # a no-op write: no new resourceVersion, no event
             return copy.deepcopy(old)
+        if manager is not None:
+            kube_apply.track(old, new, manager, resource.api_version)
+        if dry_run:
+            return copy.deepcopy(new)
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             return self._remove(resource, new)
         return self._store_modified(resource, old, new)

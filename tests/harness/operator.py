@@ -146,13 +146,18 @@ class OperatorThread:
             logger.exception("the operator in the test thread failed")
         finally:
             with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
+                _drain(loop)
             loop.close()
 
     async def _operate(self) -> None:
         self._stop_flag = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        info = kopf.ConnectionInfo(server=self.kube_api.url, scheme="Bearer", token="fake-token")
+        info = kopf.ConnectionInfo(
+            server=self.kube_api.url,
+            scheme="Bearer",
+            token="fake-token",
+            ca_data=self.kube_api.ca_data,
+        )
         vault = credentials.Vault({"fake-kube": info})
         await kopf.operator(
             registry=self.registry,
@@ -188,6 +193,17 @@ class OperatorThread:
         tb: TracebackType | None,
     ) -> None:
         await asyncio.to_thread(self.stop, reraise=exc is None)
+
+
+def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    """Finish what Kopf left on ``loop``: cancel leftover tasks, then give the TLS transports
+    the loop turns they need to close their sockets (closing one is not immediate)."""
+    leftovers = asyncio.all_tasks(loop)
+    for task in leftovers:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+    loop.run_until_complete(asyncio.sleep(0.1))
+    loop.run_until_complete(loop.shutdown_asyncgens())
 
 
 def run_operator_in_thread(

@@ -28,7 +28,10 @@ MERGE = "application/merge-patch+json"
 
 
 def authorized(kube: FakeKube) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {kube.token}"})
+    return aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {kube.token}"},
+        connector=aiohttp.TCPConnector(ssl=kube.ssl_context or True),
+    )
 
 
 def basemodel(name: str, namespace: str = "default", uri: str = "hf://org/model") -> dict[str, Any]:
@@ -710,7 +713,8 @@ async def test_generation_counts_spec_changes_of_custom_resources_only(kube_api)
 
 
 async def test_requests_without_the_kubeconfig_token_are_401_except_public_paths(kube_api):
-    async with aiohttp.ClientSession() as session:
+    connector = aiohttp.TCPConnector(ssl=kube_api.ssl_context or True)
+    async with aiohttp.ClientSession(connector=connector) as session:
         async with session.get(f"{kube_api.url}/api/v1/nodes") as response:
             assert response.status == 401
         async with session.get(f"{kube_api.url}/version") as response:
