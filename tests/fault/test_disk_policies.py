@@ -20,7 +20,6 @@ import logging
 import os
 import pathlib
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import prometheus_client as prom
 import pytest
@@ -28,26 +27,10 @@ import pytest
 from model_agent import metrics, spec
 from tests.fault import support
 from tests.fault.agents import Harness
+from tests.fault.smallfs import SIZE, small_fs, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(120)
-SIZE = 8 * 1024 * 1024
 WEIGHTS = 3_000_000  # two models fit in 8 MiB, three do not
-
-
-@pytest.fixture
-def small_fs(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
-    with support.tmpfs(tmp_path / "smallfs", SIZE) as mountpoint:
-        yield mountpoint
-
-
-@pytest.fixture
-async def world(kube_api, kube_client, small_fs, hf_hub) -> AsyncIterator[Harness]:
-    kube_api.add_node("node-a")
-    harness = Harness(kube_api, kube_client, small_fs / "models")
-    harness.root.mkdir()
-    harness.environ["HF_ENDPOINT"] = hf_hub.endpoint
-    yield harness
-    await harness.stop_all()
 
 
 def gauge(recorder: metrics.Metrics, name: str) -> float:

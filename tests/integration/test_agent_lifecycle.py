@@ -18,7 +18,7 @@ KEY = "default.basemodel.m"
 LABEL = "models.ome.io/default.basemodel.m"
 
 
-async def test_a_failing_delete_backs_off_exponentially(world, tmp_path):  # noqa: F811
+async def test_a_failing_delete_backs_off_exponentially(world, tmp_path):
     world.hub.add_repo("org/m", model_files(tmp_path))
     # one label attempt per try, so each failed delete is one quick failure of the lane
     instance = await world.start(retry_base=0.05, retry_max=60.0, node_label_retry=0)
@@ -37,7 +37,7 @@ async def test_a_failing_delete_backs_off_exponentially(world, tmp_path):  # noq
     await world.until(lambda: world.entry(KEY) is None, deadline=30.0)
 
 
-async def test_switching_a_model_to_pvc_removes_what_the_old_uri_placed(world, tmp_path):  # noqa: F811
+async def test_switching_a_model_to_pvc_removes_what_the_old_uri_placed(world, tmp_path):
     world.hub.add_repo("org/m", model_files(tmp_path))
     instance = await world.start()
     stored = world.create(instance, basemodel("m", "hf://org/m"))
@@ -52,7 +52,7 @@ async def test_switching_a_model_to_pvc_removes_what_the_old_uri_placed(world, t
     assert not (world.root / KEY).exists()
 
 
-async def test_a_lane_stuck_on_a_request_that_never_answers_is_restarted(world, tmp_path, caplog):  # noqa: F811
+async def test_a_lane_stuck_on_a_request_that_never_answers_is_restarted(world, tmp_path, caplog):
     world.hub.add_repo("org/m", model_files(tmp_path))
     world.kube.create(
         {
