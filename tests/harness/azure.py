@@ -79,7 +79,7 @@ class Azurite:
             ],
             cwd=self.workdir,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while True:
