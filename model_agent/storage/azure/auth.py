@@ -14,7 +14,8 @@ import asyncio
 import dataclasses
 import pathlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
 
@@ -36,7 +37,12 @@ class WorkloadIdentity:
     _token: str = dataclasses.field(default="", repr=False)
     _expires: float = 0.0
 
-    async def token(self, session: aiohttp.ClientSession) -> str:
+    async def token(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        route: Callable[[str], dict[str, Any]] | None = None,
+    ) -> str:
         """A valid Storage access token (exchanged when missing or near expiry)."""
         if self._token and time.monotonic() < self._expires:
             return self._token
@@ -56,7 +62,8 @@ class WorkloadIdentity:
             "client_assertion": assertion,
         }
         try:
-            async with session.post(url, data=form) as response:
+            extra = route(url) if route is not None else {}
+            async with session.post(url, data=form, **extra) as response:
                 body = await response.json(content_type=None)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:

@@ -22,11 +22,13 @@ import logging
 import os
 import random
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from model_agent import errors, uris
+from model_agent.egress import clients, policy
 from model_agent.storage import base
 from model_agent.storage.azure import auth, blobs, sharedkey
 
@@ -67,8 +69,11 @@ def status_error(
 
 
 def new_session() -> aiohttp.ClientSession:
-    """The one place this backend's API client is built."""
-    return aiohttp.ClientSession(timeout=_TIMEOUT, headers={"User-Agent": "model-agent"})
+    """The one place this backend's API client is built: timeouts, and no environment
+    proxies (each request names its proxy and SSL context from the egress policy)."""
+    return aiohttp.ClientSession(
+        timeout=_TIMEOUT, headers={"User-Agent": "model-agent"}, trust_env=False
+    )
 
 
 class AzureBackend:
@@ -81,6 +86,7 @@ class AzureBackend:
         parameters: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
         credential_hosts: tuple[str, ...] = (),
+        egress: policy.Egress | None = None,
         page_size: int = _PAGE_SIZE,
     ) -> None:
         parsed = uris.parse_azure(uri)
@@ -107,6 +113,14 @@ class AzureBackend:
         self._host = urlsplit(self._account.endpoint).netloc.lower()
         self._session: aiohttp.ClientSession | None = None
         self.sources: dict[str, str] = {}
+        self._egress = egress or policy.Egress()
+
+    def _route(self, url: str) -> dict[str, Any]:
+        """The proxy and SSL settings of a metadata request to ``url`` (egress policy)."""
+        return {
+            "proxy": self._egress.metadata_proxy(url),
+            "ssl": clients.ssl_context(self._egress.ca),
+        }
 
     def __repr__(self) -> str:
         return f"AzureBackend({self.uri!r}, {self.mode})"
@@ -138,7 +152,8 @@ class AzureBackend:
             )
         elif self._identity is not None and not self._account.sas:
             assert self._session is not None
-            headers["Authorization"] = f"Bearer {await self._identity.token(self._session)}"
+            token = await self._identity.token(self._session, route=self._route)
+            headers["Authorization"] = f"Bearer {token}"
         return headers
 
     async def _get(self, url: str, what: str) -> bytes:
@@ -146,7 +161,8 @@ class AzureBackend:
         url = self._url(url)
         for attempt in range(1, _API_ATTEMPTS + 1):
             try:
-                async with self._session.get(url, headers=await self._headers(url)) as response:
+                headers = await self._headers(url)
+                async with self._session.get(url, headers=headers, **self._route(url)) as response:
                     if response.status == 200:
                         return await response.read()
                     error = status_error(response.status, response.headers, what, self.mode)

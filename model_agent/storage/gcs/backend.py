@@ -29,6 +29,7 @@ import aiohttp
 import google.auth.credentials
 
 from model_agent import errors, uris
+from model_agent.egress import clients, policy
 from model_agent.storage import base
 from model_agent.storage.gcs import addressing, auth, digests
 
@@ -62,8 +63,11 @@ def status_error(
 
 
 def new_session() -> aiohttp.ClientSession:
-    """The one place this backend's API client is built (timeouts, no env proxies)."""
-    return aiohttp.ClientSession(timeout=_TIMEOUT, headers={"User-Agent": "model-agent"})
+    """The one place this backend's API client is built: timeouts, and no environment
+    proxies (each request names its proxy and SSL context from the egress policy)."""
+    return aiohttp.ClientSession(
+        timeout=_TIMEOUT, headers={"User-Agent": "model-agent"}, trust_env=False
+    )
 
 
 class GCSBackend:
@@ -76,6 +80,7 @@ class GCSBackend:
         parameters: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
         credential_hosts: tuple[str, ...] = (),
+        egress: policy.Egress | None = None,
         credential_factory: auth.CredentialFactory | None = None,
         page_size: int = _PAGE_SIZE,
     ) -> None:
@@ -96,6 +101,14 @@ class GCSBackend:
         self._host = urlsplit(self._endpoint.url).netloc.lower()
         self._generations: dict[str, str] = {}
         self.sources: dict[str, str] = {}
+        self._egress = egress or policy.Egress()
+
+    def _route(self, url: str) -> dict[str, Any]:
+        """The proxy and SSL settings of a metadata request to ``url`` (egress policy)."""
+        return {
+            "proxy": self._egress.metadata_proxy(url),
+            "ssl": clients.ssl_context(self._egress.ca),
+        }
 
     def __repr__(self) -> str:
         return f"GCSBackend({self.uri!r}, auth={self._auth.mode!r})"
@@ -127,7 +140,8 @@ class GCSBackend:
         assert self._session is not None
         for attempt in range(1, _API_ATTEMPTS + 1):
             try:
-                async with self._session.get(url, headers=await self._headers()) as response:
+                headers = await self._headers()
+                async with self._session.get(url, headers=headers, **self._route(url)) as response:
                     if response.status == 200:
                         body = await response.json(content_type=None)
                         if not isinstance(body, dict):

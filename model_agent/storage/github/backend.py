@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from model_agent import errors, uris
+from model_agent.egress import clients, policy
 from model_agent.storage import base
 from model_agent.storage.github import releases
 
@@ -72,8 +73,11 @@ def status_error(
 
 
 def new_session() -> aiohttp.ClientSession:
-    """The one place this backend's API client is built."""
-    return aiohttp.ClientSession(timeout=_TIMEOUT, headers={"User-Agent": "model-agent"})
+    """The one place this backend's API client is built: timeouts, and no environment
+    proxies (each request names its proxy and SSL context from the egress policy)."""
+    return aiohttp.ClientSession(
+        timeout=_TIMEOUT, headers={"User-Agent": "model-agent"}, trust_env=False
+    )
 
 
 class GitHubBackend:
@@ -87,6 +91,7 @@ class GitHubBackend:
         token: str | None = None,
         environ: Mapping[str, str] | None = None,
         credential_hosts: tuple[str, ...] = (),
+        egress: policy.Egress | None = None,
         per_page: int = _PER_PAGE,
     ) -> None:
         parsed = uris.parse_github(uri)
@@ -116,6 +121,14 @@ class GitHubBackend:
         self._session: aiohttp.ClientSession | None = None
         self._asset_ids: dict[str, int] = {}
         self.sources: dict[str, str] = {}
+        self._egress = egress or policy.Egress()
+
+    def _route(self, url: str) -> dict[str, Any]:
+        """The proxy and SSL settings of a metadata request to ``url`` (egress policy)."""
+        return {
+            "proxy": self._egress.metadata_proxy(url),
+            "ssl": clients.ssl_context(self._egress.ca),
+        }
 
     def __repr__(self) -> str:
         return f"GitHubBackend({self.uri!r})"
@@ -131,7 +144,9 @@ class GitHubBackend:
         assert self._session is not None
         for attempt in range(1, _API_ATTEMPTS + 1):
             try:
-                async with self._session.get(url, headers=self._headers()) as response:
+                async with self._session.get(
+                    url, headers=self._headers(), **self._route(url)
+                ) as response:
                     if response.status == 200:
                         return await response.json(content_type=None), response.headers.get("Link")
                     error = status_error(

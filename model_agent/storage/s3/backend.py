@@ -40,6 +40,7 @@ import botocore.exceptions
 import yarl
 
 from model_agent import errors, uris
+from model_agent.egress import clients, policy
 from model_agent.storage import base
 from model_agent.storage.s3 import addressing, auth, digests
 
@@ -124,9 +125,11 @@ def map_error(exc: Exception, *, what: str, mode: str) -> errors.AgentError:
     raise exc
 
 
-def client_config(*, signed: bool) -> botocore.config.Config:
-    """The one place S3 clients are configured (timeouts, retries off: the agent retries)."""
+def client_config(*, signed: bool, proxy: str | None = None) -> botocore.config.Config:
+    """The one place S3 clients are configured (timeouts, retries off: the agent retries; the
+    egress policy's metadata proxy)."""
     return botocore.config.Config(
+        proxies={"http": proxy, "https": proxy} if proxy else None,
         signature_version="s3v4" if signed else botocore.UNSIGNED,
         retries={"max_attempts": 1, "mode": "standard"},
         connect_timeout=10,
@@ -146,6 +149,7 @@ class S3Backend:
         parameters: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
         credential_hosts: tuple[str, ...] = (),
+        egress: policy.Egress | None = None,
         credential_factory: auth.CredentialFactory | None = None,
         page_size: int = _PAGE_SIZE,
     ) -> None:
@@ -169,6 +173,7 @@ class S3Backend:
         self._data_endpoint = ""
         self._versions: dict[str, str] = {}
         self.sources: dict[str, str] = {}  # file path -> checksum source (for the report)
+        self._egress = egress or policy.Egress()
 
     def __repr__(self) -> str:
         return f"S3Backend({self.uri!r}, auth={self._auth.mode!r})"
@@ -211,12 +216,18 @@ class S3Backend:
                 "aws_secret_access_key": frozen.secret_key,
                 "aws_session_token": frozen.token,
             }
+        clients.ssl_context(self._egress.ca)  # an unreadable bundle fails here, naming it
+        where = self._endpoint.url or f"https://s3.{region}.amazonaws.com"
+        ca = self._egress.ca
         try:
             client = session.create_client(
                 "s3",
                 region_name=region,
                 endpoint_url=self._endpoint.url,
-                config=client_config(signed=credentials is not None),
+                config=client_config(
+                    signed=credentials is not None, proxy=self._egress.metadata_proxy(where)
+                ),
+                verify=(ca.cafile or ca.capath) if ca.configured else None,
                 **keys,
             )
         except (botocore.exceptions.BotoCoreError, ValueError) as exc:
