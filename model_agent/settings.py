@@ -392,8 +392,10 @@ FLAGS: tuple[Flag, ...] = (
         "",
         credential_rules.parse_hosts,
         "Hosts (host, host:port or *.domain; comma-separated) a model's "
-        "spec.storage.parameters.endpoint may name besides HF_ENDPOINT, "
-        "OCI_OBJECT_STORAGE_ENDPOINT and the OCI region services; credentials go nowhere else.",
+        "spec.storage.parameters.endpoint may name besides the configured endpoints "
+        "(HF_ENDPOINT, OCI_OBJECT_STORAGE_ENDPOINT, AWS_ENDPOINT_URL_S3, STORAGE_EMULATOR_HOST, "
+        "GITHUB_API_URL, the Azure BlobEndpoint) and the OCI region services; credentials go "
+        "nowhere else.",
         ("MODEL_AGENT_CREDENTIAL_HOSTS",),
     ),
     Flag(
