@@ -142,3 +142,25 @@ def test_shared_key_signature_covers_the_range_and_the_query() -> None:
     assert len({first, ranged, other}) == 3
     with pytest.raises(errors.ConfigError, match="not base64"):
         sharedkey.authorization("GET", url, headers, account="acct", key="not base64!")
+
+
+def test_the_object_store_endpoints_the_admin_configures_join_the_credential_policy() -> None:
+    from model_agent import settings
+    from model_agent.trust import egress
+
+    environ = {
+        "AWS_ENDPOINT_URL_S3": "http://minio.corp:9000",
+        "STORAGE_EMULATOR_HOST": "gcs.corp:4443",
+        "GITHUB_API_URL": "https://ghe.corp/api/v3",
+        "AZURE_STORAGE_CONNECTION_STRING": "AccountName=a;AccountKey=a2V5;BlobEndpoint=https://blob.corp/a",
+    }
+    policy = settings.resolve({}, environ).credential_policy()
+    for url in (
+        "http://minio.corp:9000",
+        "http://gcs.corp:4443",
+        "https://ghe.corp/api/v3",
+        "https://blob.corp/a",
+    ):
+        assert egress.allowed(url, policy), url
+    assert not egress.allowed("http://minio.corp:9001", policy)
+    assert settings.resolve({}, {}).store_endpoints == ()
