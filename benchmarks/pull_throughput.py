@@ -9,6 +9,8 @@ Generates a model (valid safetensors shards plus config.json) and serves it two 
   ``--cdn hub`` uses the hub's own Python CDN.
 - ``--backend oci``: the local Object Storage (tests/harness/objectstore.py, Python, in a
   thread); requests are signed, so only the oci SDK and pull can fetch from it.
+- ``--backend s3``: moto's standalone S3 server (``ThreadedMotoServer``, in a thread), the
+  shards uploaded by boto3's ``upload_file`` (multipart, 8 MiB parts, as ``aws s3 cp`` does).
 
 Tools (each in its own subprocess, one after the other, destination deleted in between):
 
@@ -18,6 +20,11 @@ Tools (each in its own subprocess, one after the other, destination deleted in b
   after it finished);
 - ``snapshot_download``: huggingface_hub's default parallel download; unverified;
 - ``oci-sdk``: ``ObjectStorageClient.get_object`` streamed to files, 4 files at once; unverified;
+- ``boto3-transfer``: boto3's transfer manager (``download_file``, what ``aws s3 cp`` uses:
+  ranged 8 MiB parts, ``max_concurrency`` = connections), 4 files at once; unverified;
+  ``boto3-transfer-pull-parts``: the same with pull's part size (``planning.part_size``:
+  32 MiB for a 512 MiB file at 4 connections), since moto reads a whole object for every
+  ranged GET, so its cost grows with the number of parts, not the bytes;
 - ``pull``: model-agent (ranged parallel parts, sha256/md5 of every byte hashed while it
   downloads, fsync, rename, analysis);
 - ``pull-unverified``: the same with the digest step replaced by "accept" (benchmark-only
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -45,11 +53,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model_agent import settings  # noqa: E402
+from model_agent import planning, settings  # noqa: E402
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 from tests.harness import hub, objectstore  # noqa: E402
 
 REPO = "bench/model"
@@ -57,6 +68,8 @@ BUCKET, PREFIX = "models", "bench"
 _BLOCK = 16 * 1024**2
 HF_TOOLS = ("curl", "aria2c", "aria2c-sha256", "snapshot_download", "pull-unverified", "pull")
 OCI_TOOLS = ("oci-sdk", "pull-unverified", "pull")
+S3_TOOLS = ("boto3-transfer", "boto3-transfer-pull-parts", "pull-unverified", "pull")
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "AKIABENCH00000000000", "AWS_SECRET_ACCESS_KEY": "bench-only"}
 
 _WRAPPER = """
 import resource, subprocess, sys, time
@@ -299,6 +312,76 @@ def oci_commands(
     return commands, {"OCI_CONFIG_FILE": str(config_file)}
 
 
+_BOTO3 = """
+import concurrent.futures, json, os, sys, boto3
+from boto3.s3.transfer import TransferConfig
+spec = json.loads(sys.argv[1])
+client = boto3.client("s3", endpoint_url=spec["endpoint"], region_name="us-east-1")
+chunk = spec.get("chunk") or 8 * 1024 * 1024
+config = TransferConfig(max_concurrency=spec["conns"], multipart_chunksize=chunk)
+def get(key):
+    path = os.path.join(spec["dest"], key.rsplit("/", 1)[-1])
+    client.download_file(spec["bucket"], key, path, Config=config)
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    list(pool.map(get, spec["keys"]))
+"""
+
+
+def s3_commands(
+    endpoint: str, files: dict[str, pathlib.Path], work: pathlib.Path, conns: int
+) -> dict[str, list[str]]:
+    dest = work / "dest"
+    spec = {
+        "endpoint": endpoint,
+        "bucket": BUCKET,
+        "dest": str(dest),
+        "conns": conns,
+        "keys": [f"{PREFIX}/{name}" for name in files],
+    }
+    pull_args = [
+        "pull", f"s3://{BUCKET}/{PREFIX}", "--path", str(dest), "--log-level", "warning",
+        "--multipart-concurrency", str(conns),
+    ]  # fmt: skip
+    biggest = max(p.stat().st_size for p in files.values())
+    defaults = settings.Settings()
+    chunk = planning.part_size(biggest, threshold=defaults.multipart_threshold, concurrency=conns)
+    same = {**spec, "chunk": max(5 * 1024**2, chunk)}
+    return {
+        "boto3-transfer": [sys.executable, "-c", _BOTO3, json.dumps(spec)],
+        "boto3-transfer-pull-parts": [sys.executable, "-c", _BOTO3, json.dumps(same)],
+        "pull": [sys.executable, "-m", "model_agent.cli", *pull_args],
+        "pull-unverified": [
+            sys.executable,
+            str(ROOT / "benchmarks" / "_pull_unverified.py"),
+            *pull_args,
+        ],
+    }
+
+
+def serve_s3(files: dict[str, pathlib.Path], env: dict[str, str]) -> Any:
+    """Start moto's S3 server, upload the shards with boto3; returns (server, endpoint)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
+    )
+    client.create_bucket(Bucket=BUCKET)
+    for name, path in files.items():
+        client.upload_file(str(path), BUCKET, f"{PREFIX}/{name}")
+    env.update(S3_KEYS)
+    env.update({"AWS_ENDPOINT_URL_S3": endpoint, "AWS_EC2_METADATA_DISABLED": "true"})
+    return server, endpoint
+
+
 Result = tuple[float, int, float]  # seconds, peak RSS bytes, CPU seconds
 
 
@@ -422,7 +505,7 @@ def plot(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", choices=("hf", "oci"), default="hf")
+    parser.add_argument("--backend", choices=("hf", "oci", "s3"), default="hf")
     parser.add_argument(
         "--cdn",
         choices=("nginx", "hub"),
@@ -458,7 +541,7 @@ def main() -> int:
     try:
         files = make_model(work / "source", options.shards, shard_size)
         total = sum(p.stat().st_size for p in files.values())
-        default_tools = HF_TOOLS if options.backend == "hf" else OCI_TOOLS
+        default_tools = {"hf": HF_TOOLS, "oci": OCI_TOOLS, "s3": S3_TOOLS}[options.backend]
         tools = options.tools.split(",") if options.tools else list(default_tools)
         if options.backend == "hf":
             server = hub.LocalHub()
@@ -470,6 +553,13 @@ def main() -> int:
                         server.cdn_endpoint = cdn_url
                     make = lambda conns: hf_commands(server, files, work, conns)  # noqa: E731
                     report(make, tools, env, work, files, total, options, cdn)
+        elif options.backend == "s3":
+            moto, endpoint = serve_s3(files, env)
+            try:
+                make = lambda conns: s3_commands(endpoint, files, work, conns)  # noqa: E731
+                report(make, tools, env, work, files, total, options, "moto S3 server (Python)")
+            finally:
+                moto.stop()
         else:
             store = objectstore.LocalObjectStore()
             with store.serve_in_thread():
@@ -512,7 +602,9 @@ def report(
     if not options.sweep:
         return
     counts = [int(x) for x in options.sweep.split(",")]
-    swept = [t for t in ("pull", "pull-unverified", "aria2c", "oci-sdk") if t in tools]
+    swept = [
+        t for t in ("pull", "pull-unverified", "aria2c", "oci-sdk", "boto3-transfer") if t in tools
+    ]
     sweep: dict[str, dict[int, float]] = {label: {} for label in swept}
     for _ in range(options.repeat):
         for conns in counts:

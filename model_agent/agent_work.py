@@ -43,6 +43,7 @@ from model_agent import (
     report,
     settings,
     spec,
+    uris,
 )
 from model_agent import agent_disk as disk
 from model_agent.disk import admission, ledger
@@ -106,7 +107,7 @@ class Work(agent_reporter.Reporter):
     async def sync(self, model: spec.ModelSpec, ctx: WorkContext) -> None:
         ref = model.ref
         scheme = model.scheme
-        if scheme in ("s3", "gs", "az", "github"):
+        if scheme in uris.UNSUPPORTED:
             raise errors.UnsupportedStorageError(
                 f"{scheme}:// storage is not supported by this agent ({model.storage_uri})"
             )

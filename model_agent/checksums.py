@@ -4,7 +4,8 @@ Owns: the ``Checksum`` value (algorithm + lower-case hex digest), the order of s
 pick one per file, the git blob framing (``blob <size>\\0``) of Hugging Face small files, and
 conversions of the wire forms (OCI's base64 ``content-md5``, multipart md5 ``<b64>-<parts>``).
 
-Pure: stdlib only, no I/O. Reading files and running hashers in threads is ``verify``'s job.
+Pure: stdlib and the ``crc32c`` extension only, no I/O. Reading files and running hashers in
+threads is ``verify``'s job.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import binascii
 import dataclasses
 import hashlib
 import re
+import zlib
 from collections.abc import Iterable
 from typing import Protocol
+
+import crc32c
 
 __all__ = [
     "ALGORITHMS",
@@ -28,10 +32,35 @@ __all__ = [
 ]
 
 #: Known algorithms, strongest first. ``git-sha1`` is SHA-1 over ``blob <size>\0`` + content.
-#: ``md5-parts`` is a multipart upload's md5 of the part md5s: not a content hash; only a
-#: subclass that knows the part sizes can build its hasher (``storage.oci_checksums``).
-ALGORITHMS = ("sha256", "git-sha1", "md5", "md5-parts")
-_HEX_LENGTH = {"sha256": 64, "git-sha1": 40, "md5": 32, "md5-parts": 32}
+#: ``crc32c``/``crc32``: S3's additional checksums (big-endian, as hex). ``<x>-parts`` is a
+#: multipart upload's digest of the part digests: not a content hash; only a subclass that
+#: knows the part sizes can build its hasher (``checksum_parts``).
+ALGORITHMS = (
+    "sha256",
+    "sha256-parts",
+    "sha1",
+    "sha1-parts",
+    "git-sha1",
+    "md5",
+    "md5-parts",
+    "crc32c",
+    "crc32",
+    "crc32c-parts",
+    "crc32-parts",
+)
+_HEX_LENGTH = {
+    "sha256": 64,
+    "sha256-parts": 64,
+    "sha1": 40,
+    "sha1-parts": 40,
+    "git-sha1": 40,
+    "md5": 32,
+    "md5-parts": 32,
+    "crc32c": 8,
+    "crc32": 8,
+    "crc32c-parts": 8,
+    "crc32-parts": 8,
+}
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
 
 
@@ -70,6 +99,12 @@ def new_hasher(algorithm: str, size: int) -> Hasher:
         return hashlib.sha256()
     if algorithm == "md5":
         return hashlib.md5(usedforsecurity=False)
+    if algorithm == "sha1":
+        return hashlib.sha1(usedforsecurity=False)
+    if algorithm == "crc32c":
+        return _Crc32c()
+    if algorithm == "crc32":
+        return _Crc32()
     if algorithm == "git-sha1":
         hasher = hashlib.sha1(usedforsecurity=False)
         hasher.update(b"blob %d\0" % size)
@@ -77,8 +112,34 @@ def new_hasher(algorithm: str, size: int) -> Hasher:
     raise ValueError(f"unknown checksum algorithm {algorithm!r}")
 
 
+class _Crc32:
+    """zlib's CRC-32 as a hasher; the digest is big-endian, as S3 reports it."""
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None:
+        self._value = zlib.crc32(data, self._value)
+
+    def hexdigest(self) -> str:
+        return f"{self._value:08x}"
+
+
+class _Crc32c:
+    """CRC-32C (Castagnoli) through the ``crc32c`` extension (it releases the GIL)."""
+
+    def __init__(self) -> None:
+        self._hash = crc32c.CRC32CHash()
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None:
+        self._hash.update(data)
+
+    def hexdigest(self) -> str:
+        return str(self._hash.hexdigest())
+
+
 def strongest(checksums: Iterable[Checksum]) -> Checksum | None:
-    """The strongest of ``checksums`` (sha256 > git-sha1 > md5), or None when there is none."""
+    """The strongest of ``checksums`` (``ALGORITHMS`` order), or None when there is none."""
     best: Checksum | None = None
     for checksum in checksums:
         if best is None or ALGORITHMS.index(checksum.algorithm) < ALGORITHMS.index(best.algorithm):

@@ -82,7 +82,8 @@ class InvalidSpecError(PermanentError):
 
 
 class UnsupportedStorageError(PermanentError):
-    """A storage scheme this agent does not download (s3, gs, az, github)."""
+    """A storage scheme no backend serves (``uris.UNSUPPORTED``; ``model-agent pull`` of a
+    ``local://``, ``pvc://`` or ``vendor://`` URI, which have nothing to download)."""
 
     reason = "UnsupportedStorage"
 

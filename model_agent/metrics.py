@@ -99,6 +99,12 @@ class Metrics:
             (*_MODEL, "result"),
             registry=r,
         )
+        self.verification_checksums = prom.Counter(
+            "model_agent_verification_checksums_total",
+            "Files verified, by the checksum algorithm used (size_only: none was offered).",
+            (*_MODEL, "algorithm"),
+            registry=r,
+        )
         self.md5_failed = prom.Counter(
             "model_agent_md5_checksum_failed_total",
             "Files whose checksum did not match.",
@@ -252,9 +258,14 @@ class Metrics:
         self.downloads_failed.labels(*model, reason).inc()
         self._forget_progress(model)
 
-    def verified(self, model: ModelLabels, *, result: str, seconds: float) -> None:
-        """``result``: ``success``, ``failure`` or ``size_only`` (no checksum was available)."""
+    def verified(
+        self, model: ModelLabels, *, result: str, seconds: float, algorithm: str | None = None
+    ) -> None:
+        """``result``: ``success``, ``failure`` or ``size_only`` (no checksum was available);
+        ``algorithm``: the checksum a passed file was verified with (None: size only)."""
         self.verifications.labels(*model, result).inc()
+        if result != "failure":
+            self.verification_checksums.labels(*model, algorithm or "size_only").inc()
         self.verification_duration.labels(*model).observe(seconds)
         if result == "failure":
             self.md5_failed.labels(*model).inc()

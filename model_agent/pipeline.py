@@ -159,6 +159,43 @@ def _backend(request: PullRequest, config: settings.Settings) -> base.Backend:
             config_file=config.oci_config_file,
             egress=config.egress,
         )
+    if parsed.scheme == "s3":
+        from model_agent.storage.s3 import backend as s3
+
+        return s3.S3Backend(
+            request.uri,
+            parameters=request.parameters,
+            credential_hosts=config.credential_hosts,
+            egress=config.egress,
+        )
+    if parsed.scheme == "gs":
+        from model_agent.storage.gcs import backend as gcs
+
+        return gcs.GCSBackend(
+            request.uri,
+            parameters=request.parameters,
+            credential_hosts=config.credential_hosts,
+            egress=config.egress,
+        )
+    if parsed.scheme == "github":
+        from model_agent.storage.github import backend as github
+
+        return github.GitHubBackend(
+            request.uri,
+            parameters=request.parameters,
+            token=request.token,
+            credential_hosts=config.credential_hosts,
+            egress=config.egress,
+        )
+    if parsed.scheme == "az":
+        from model_agent.storage.azure import backend as azure
+
+        return azure.AzureBackend(
+            request.uri,
+            parameters=request.parameters,
+            credential_hosts=config.credential_hosts,
+            egress=config.egress,
+        )
     raise errors.UnsupportedStorageError(
         f"model-agent pull does not download {parsed.scheme}:// sources yet ({request.uri})"
     )

@@ -392,8 +392,10 @@ FLAGS: tuple[Flag, ...] = (
         "",
         credential_rules.parse_hosts,
         "Hosts (host, host:port or *.domain; comma-separated) a model's "
-        "spec.storage.parameters.endpoint may name besides HF_ENDPOINT, "
-        "OCI_OBJECT_STORAGE_ENDPOINT and the OCI region services; credentials go nowhere else.",
+        "spec.storage.parameters.endpoint may name besides the configured endpoints "
+        "(HF_ENDPOINT, OCI_OBJECT_STORAGE_ENDPOINT, AWS_ENDPOINT_URL_S3, STORAGE_EMULATOR_HOST, "
+        "GITHUB_API_URL, the Azure BlobEndpoint) and the OCI region services; credentials go "
+        "nowhere else.",
         ("MODEL_AGENT_CREDENTIAL_HOSTS",),
     ),
     Flag(
@@ -466,6 +468,8 @@ class Settings:
     hf_endpoint: str = "https://huggingface.co"
     oci_config_file: str | None = None
     oci_endpoint: str | None = None
+    #: The S3, GCS, GitHub and Azure endpoints the admin configured (environment).
+    store_endpoints: tuple[str, ...] = ()
     instance_type_map: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: Proxies and CAs for every request (``egress.policy``), from the flags above and the
     #: environment's HTTPS_PROXY/HTTP_PROXY/NO_PROXY/SSL_CERT_FILE.
@@ -473,7 +477,11 @@ class Settings:
 
     def credential_policy(self) -> credential_rules.Policy:
         """Where the agent may send credentials (see ``trust.egress``)."""
-        endpoints = (self.hf_endpoint, *((self.oci_endpoint,) if self.oci_endpoint else ()))
+        endpoints = (
+            self.hf_endpoint,
+            *((self.oci_endpoint,) if self.oci_endpoint else ()),
+            *self.store_endpoints,
+        )
         return credential_rules.Policy(endpoints=endpoints, hosts=self.credential_hosts)
 
     def require_node_name(self) -> str:
@@ -483,6 +491,23 @@ class Settings:
                 "(spec.nodeName via the downward API) or pass --node-name"
             )
         return self.node_name
+
+
+def _store_endpoints(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The object-store endpoints the environment configures (credentials may go there):
+    ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, ``STORAGE_EMULATOR_HOST``, ``GITHUB_API_URL``
+    and the ``BlobEndpoint`` of ``AZURE_STORAGE_CONNECTION_STRING``."""
+    found = [
+        environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or "",
+        environ.get("GITHUB_API_URL") or "",
+    ]
+    emulator = environ.get("STORAGE_EMULATOR_HOST") or ""
+    found.append(emulator if "://" in emulator or not emulator else f"http://{emulator}")
+    for piece in (environ.get("AZURE_STORAGE_CONNECTION_STRING") or "").split(";"):
+        name, _, value = piece.partition("=")
+        if name.strip() == "BlobEndpoint":
+            found.append(value.strip())
+    return tuple(e for e in found if e)
 
 
 def _parse_instance_type_map(text: str) -> dict[str, str]:
@@ -530,6 +555,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Sett
         values["oci_config_file"] = environ["OCI_CONFIG_FILE"]
     if environ.get("OCI_OBJECT_STORAGE_ENDPOINT"):
         values["oci_endpoint"] = environ["OCI_OBJECT_STORAGE_ENDPOINT"]
+    values["store_endpoints"] = _store_endpoints(environ)
     if environ.get("INSTANCE_TYPE_MAP"):
         values["instance_type_map"] = _parse_instance_type_map(environ["INSTANCE_TYPE_MAP"])
     values["egress"] = policy.build(

@@ -105,9 +105,9 @@ StorageURI = (
 )
 
 #: Schemes whose bytes the agent downloads itself.
-DOWNLOADABLE = frozenset({"oci", "hf"})
+DOWNLOADABLE = frozenset({"oci", "hf", "s3", "gs", "github", "az"})
 #: Schemes OME knows but this agent does not download: a clear Failed, never a hang.
-UNSUPPORTED = frozenset({"s3", "gs", "az", "github"})
+UNSUPPORTED: frozenset[str] = frozenset()
 
 
 def _bad(uri: str, expected: str, why: str = "") -> errors.InvalidURIError:

@@ -1,6 +1,6 @@
-"""Test-wide setup: no cluster or cloud credentials or proxies leak in from the environment,
-and every ``tests/harness/fixtures_*.py`` module is a plugin whose fixtures every test can
-use."""
+"""Test-wide setup: no cluster or cloud credentials or proxies leak in from the environment
+(nor the AWS chain's files, nor any instance metadata service), and every
+``tests/harness/fixtures_*.py`` module is a plugin whose fixtures every test can use."""
 
 from __future__ import annotations
 
@@ -31,6 +31,17 @@ for _variable in (
     "MODEL_AGENT_CA_BUNDLE",
 ):
     os.environ.pop(_variable, None)
+for _variable in [v for v in os.environ if v.startswith("AWS_")]:
+    os.environ.pop(_variable, None)
+# Nothing in the tests may reach the instance metadata address or read the developer's files.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+for _variable in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
+    os.environ.pop(_variable, None)
+os.environ["NO_GCE_CHECK"] = "True"  # google-auth: never probe the metadata server
+os.environ["GCE_METADATA_HOST"] = "127.0.0.1:9"  # and if it tried, a closed local port
+os.environ["CLOUDSDK_CONFIG"] = os.devnull
 os.environ.setdefault("HF_HUB_OFFLINE", "0")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

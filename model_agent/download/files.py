@@ -182,9 +182,9 @@ class Worker:
         self.same_fs = stage.same_filesystem()
         self.entries: list[manifest.Entry] = []
 
-    def _verified(self, result: str, seconds: float) -> None:
+    def _verified(self, result: str, seconds: float, algorithm: str | None = None) -> None:
         if self.recorder is not None and self.labels is not None:
-            self.recorder.verified(self.labels, result=result, seconds=seconds)
+            self.recorder.verified(self.labels, result=result, seconds=seconds, algorithm=algorithm)
 
     async def _adopt(self, file: base.RemoteFile, final: pathlib.Path) -> bool:
         """Keep a file already at its final path when its size and digest match."""
@@ -252,7 +252,11 @@ class Worker:
                 if not hashing.done():
                     hashing.cancel()
                     await asyncio.wait([hashing])
-            self._verified("success" if expected else "size_only", time.monotonic() - started)
+            self._verified(
+                "success" if expected else "size_only",
+                time.monotonic() - started,
+                expected.algorithm if expected else None,
+            )
             algorithm = expected.algorithm if expected else "size only"
             log.info("verification passed for %s (%s)", file.path, algorithm)
             await asyncio.to_thread(

@@ -21,11 +21,10 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 
-from model_agent import checksums
+from model_agent import checksum_parts, checksums
 
 __all__ = [
     "DEFAULT_PART_SIZE",
@@ -41,19 +40,15 @@ __all__ = [
     "promise",
 ]
 
-_MIB = 1024 * 1024
 #: The oci CLI's and the Python/Go/Java SDK upload managers' default part size.
-DEFAULT_PART_SIZE = 128 * _MIB
-#: Part sizes tried, in order: the SDK/CLI default, the SDK's streaming default (10 MiB), the
-#: S3-compatible tools' defaults (8 MiB aws/boto3, 5 MiB rclone and the S3 minimum), then the
-#: round sizes people pass to ``--part-size``.
-KNOWN_PART_SIZES: tuple[int, ...] = tuple(
-    m * _MIB for m in (128, 10, 8, 5, 16, 32, 64, 100, 256, 512, 1000, 1024, 50, 20, 25, 200, 500)
-)
-#: Each candidate costs one more md5 pass over the file: bound the cost.
-MAX_CANDIDATES = 3
+DEFAULT_PART_SIZE = checksum_parts.KNOWN_PART_SIZES[0]
+KNOWN_PART_SIZES = checksum_parts.KNOWN_PART_SIZES
+MAX_CANDIDATES = checksum_parts.MAX_CANDIDATES
+candidate_part_sizes = checksum_parts.candidate_part_sizes
+#: A multipart md5 is a ``checksum_parts`` digest over md5 (shared with the S3 backend).
+MultipartMd5 = checksum_parts.PartsChecksum
+MultipartHasher = checksum_parts.PartsHasher
 MULTIPART_ALGORITHM = "md5-parts"
-_MULTIPART_RE = re.compile(r"^\s*([A-Za-z0-9+/]{22}==)-(\d{1,5})\s*$")
 #: User-metadata keys (after ``opc-meta-``) that carry a full-content digest, strongest first.
 _METADATA_KEYS = (("sha256", "sha256"), ("content-sha256", "sha256"),
                   ("md5", "md5"), ("content-md5", "md5"))  # fmt: skip
@@ -62,29 +57,7 @@ _DIGEST_BYTES = {"sha256": 32, "md5": 16}
 
 def parse_multipart_md5(text: str | None) -> tuple[bytes, int] | None:
     """``<base64 md5>-<N>`` as (16 digest bytes, N); None when ``text`` is not that form."""
-    if not text:
-        return None
-    match = _MULTIPART_RE.match(text)
-    if match is None or int(match.group(2)) < 1:
-        return None
-    try:
-        raw = base64.b64decode(match.group(1), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return (raw, int(match.group(2))) if len(raw) == 16 else None
-
-
-def candidate_part_sizes(
-    size: int, parts: int, known: Sequence[int] = KNOWN_PART_SIZES, *, limit: int = MAX_CANDIDATES
-) -> tuple[int, ...]:
-    """Part sizes from ``known`` that cut ``size`` bytes into exactly ``parts`` parts, in the
-    order given, at most ``limit``. One part: any size works alike, so the object size."""
-    if parts < 1 or size < 0:
-        return ()
-    if parts == 1:
-        return (max(size, 1),)
-    fitting = [p for p in known if p > 0 and -(-size // p) == parts]
-    return tuple(dict.fromkeys(fitting))[:limit]
+    return checksum_parts.parse_parts_digest(text, digest_bytes=16)
 
 
 def _decode_digest(text: str, algorithm: str) -> checksums.Checksum | None:
@@ -108,78 +81,6 @@ def metadata_digest(headers: Mapping[str, str]) -> checksums.Checksum | None:
         if text and (digest := _decode_digest(text, algorithm)) is not None:
             return digest
     return None
-
-
-@dataclasses.dataclass(frozen=True)
-class MultipartMd5(checksums.Checksum):
-    """An expected multipart md5: ``value`` is the hex md5 of the part md5s, ``parts`` their
-    count and ``part_sizes`` the candidate part sizes to recompute it with."""
-
-    parts: int = 1
-    part_sizes: tuple[int, ...] = ()
-
-    def hasher(self, size: int) -> checksums.Hasher:
-        return MultipartHasher(self.part_sizes, expected=self.value)
-
-    def __str__(self) -> str:
-        return f"{self.algorithm}:{self.value}-{self.parts}"
-
-
-class _Track:
-    """The multipart md5 of a stream for one part size."""
-
-    __slots__ = ("digests", "filled", "part", "part_size")
-
-    def __init__(self, part_size: int) -> None:
-        self.part_size = part_size
-        self.part = hashlib.md5(usedforsecurity=False)
-        self.filled = 0
-        self.digests: list[bytes] = []
-
-    def update(self, view: memoryview) -> None:
-        while view:
-            take = min(len(view), self.part_size - self.filled)
-            self.part.update(view[:take])
-            self.filled += take
-            view = view[take:]
-            if self.filled == self.part_size:
-                self.digests.append(self.part.digest())
-                self.part, self.filled = hashlib.md5(usedforsecurity=False), 0
-
-    def hexdigest(self) -> str:
-        digests = list(self.digests)
-        if self.filled or not digests:
-            digests.append(self.part.digest())
-        return hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
-
-
-class MultipartHasher:
-    """Recomputes the multipart md5 for every candidate part size in one pass.
-
-    ``hexdigest()`` is ``expected`` when one candidate reproduces it, else the first
-    candidate's result (what a mismatch message shows)."""
-
-    def __init__(self, part_sizes: Sequence[int], *, expected: str) -> None:
-        if not part_sizes:
-            raise ValueError("a multipart md5 needs at least one candidate part size")
-        self._tracks = [_Track(p) for p in part_sizes]
-        self._expected = expected
-
-    def update(self, data: bytes | bytearray | memoryview, /) -> None:
-        view = memoryview(data).cast("B")
-        for track in self._tracks:
-            track.update(view)
-
-    def hexdigest(self) -> str:
-        results = [t.hexdigest() for t in self._tracks]
-        return self._expected if self._expected in results else results[0]
-
-    def matched_part_size(self) -> int | None:
-        """The candidate part size that reproduced the expected digest (after all updates)."""
-        for track in self._tracks:
-            if track.hexdigest() == self._expected:
-                return track.part_size
-        return None
 
 
 def needs_head(listed_md5: str | None) -> bool:

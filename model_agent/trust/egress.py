@@ -6,8 +6,8 @@ token) goes only to a host the cluster admin chose: the agent's configured endpo
 (``objectstorage.<region>.oraclecloud.com``, ``*.objectstorage.<region>.oci.customer-oci.com``)
 and the hosts of ``--credential-hosts``. A model author (anyone who may create a BaseModel)
 chooses ``spec.storage.parameters.endpoint``; an endpoint outside the list fails the model
-before any request. Backends added later (s3, gs, az, github) call ``allowed`` with their own
-configured endpoints in ``Policy.endpoints``.
+before any request. The s3, gs, az and github backends call ``allowed`` again with their own
+configured endpoint in ``Policy.endpoints``, and send no node credential where it says no.
 
 Host entries: ``host`` (any port), ``host:port`` (that port only) or ``*.domain`` (any
 subdomain, any port). Configured endpoints match on host and port. Names compare

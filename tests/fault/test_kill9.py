@@ -1,11 +1,12 @@
 """kill -9 of the real ``model-agent run`` process at seeded random points of a multi-file
-pull, through the local hub and the local object store (throttled so a pull spans the kills).
+pull, through the local hub, the local object store, local GitHub, and moto's S3 server,
+gcp-storage-emulator and Azurite behind the fault proxy (throttled so a pull spans the kills).
 
-Aspects, for an HF model and an OCI model (10 kills each, 20 in all): after every kill, every
-file at a final path of the destination equals its source bytes (no partial, corrupted or
-unknown file is ever visible there); every restart picks the model up again from the API
-alone; the last run ends Ready with every file verified; resumption is real: the stores served
-less than 1.35x the model size in total, and ranged requests started past byte 0.
+Aspects, for HF, OCI, S3, GCS, GitHub and Azure models (10 kills each, 60 in all): after
+every kill, every file at a final path of the destination equals its source bytes (no partial,
+corrupted or unknown file is ever visible there); every restart picks the model up again from
+the API alone; the last run ends Ready with every file verified; resumption is real: the
+stores served less than 1.35x the model size in total, and ranged requests started past byte 0.
 An update to a new revision killed 4 times keeps the Ready version's files intact at their
 final paths and its label Ready after every kill; the new version lands whole at the end.
 Set ``FAULT_SEED`` to replay another sequence of kill points (the seed is printed).
@@ -22,6 +23,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.fault import support
+from tests.harness import azure, gcs, s3
 from tests.harness import faults as faults_mod
 from tests.harness.kube import FakeKube
 from tests.harness.operator import AgentProcess, agent_process
@@ -138,6 +140,75 @@ def test_an_oci_pull_killed_ten_times_resumes_and_never_shows_a_wrong_file(
     }
     kill_and_resume(
         "oci-kill9", kube_api, store, source, body, "clusterbasemodel.killed",
+        tmp_path / "node", env,
+    )  # fmt: skip
+
+
+def test_an_s3_pull_killed_ten_times_resumes_and_never_shows_a_wrong_file(
+    kube_api, moto_s3, s3_bucket, s3_proxy_in_thread, tmp_path
+):
+    source = source_files(tmp_path, "s3-src")
+    client = moto_s3.client()
+    for name, data in source.items():
+        client.put_object(Bucket=s3_bucket, Key=f"llama/{name}", Body=data)
+    body = support.model("ClusterBaseModel", "killed", f"s3://{s3_bucket}/llama")
+    env = {
+        "AWS_ACCESS_KEY_ID": s3.ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": s3.SECRET_KEY,
+        "AWS_ENDPOINT_URL_S3": s3_proxy_in_thread.endpoint,
+    }
+    kill_and_resume(
+        "s3-kill9", kube_api, s3_proxy_in_thread, source, body, "clusterbasemodel.killed",
+        tmp_path / "node", env,
+    )  # fmt: skip
+
+
+def test_a_gcs_pull_killed_ten_times_resumes_and_never_shows_a_wrong_file(
+    kube_api, gcs_emulator, gcs_bucket, gcs_proxy_in_thread, tmp_path
+):
+    source = source_files(tmp_path, "gcs-src")
+    for name, data in source.items():
+        gcs_emulator.upload(gcs_bucket, f"llama/{name}", data)
+    body = support.model("ClusterBaseModel", "killed", f"gs://{gcs_bucket}/llama")
+    with gcs.TokenServer().serve_in_thread() as tokens:
+        env = {
+            "GOOGLE_APPLICATION_CREDENTIALS": str(
+                gcs.write_key_file(tmp_path / "key.json", tokens.url)
+            ),
+            "STORAGE_EMULATOR_HOST": gcs_proxy_in_thread.endpoint,
+        }
+        kill_and_resume(
+            "gcs-kill9", kube_api, gcs_proxy_in_thread, source, body, "clusterbasemodel.killed",
+            tmp_path / "node", env,
+        )  # fmt: skip
+
+
+def test_a_github_pull_killed_ten_times_resumes_and_never_shows_a_wrong_file(
+    kube_api, github_in_thread, tmp_path
+):
+    source = source_files(tmp_path, "github-src")
+    github_in_thread.add_release("acme/llama", "v1", source)
+    body = support.model("ClusterBaseModel", "killed", "github://acme/llama@v1")
+    env = {"GITHUB_API_URL": github_in_thread.endpoint}
+    kill_and_resume(
+        "github-kill9", kube_api, github_in_thread, source, body, "clusterbasemodel.killed",
+        tmp_path / "node", env,
+    )  # fmt: skip
+
+
+def test_an_azure_pull_killed_ten_times_resumes_and_never_shows_a_wrong_file(
+    kube_api, azurite, azure_container, azure_proxy_in_thread, tmp_path
+):
+    source = source_files(tmp_path, "azure-src")
+    for name, data in source.items():
+        azurite.put_blob(azure_container, f"llama/{name}", data)
+    body = support.model(
+        "ClusterBaseModel", "killed", f"az://{azure.ACCOUNT}/{azure_container}/llama"
+    )
+    endpoint = f"{azure_proxy_in_thread.endpoint}/{azure.ACCOUNT}"
+    env = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string(endpoint)}
+    kill_and_resume(
+        "azure-kill9", kube_api, azure_proxy_in_thread, source, body, "clusterbasemodel.killed",
         tmp_path / "node", env,
     )  # fmt: skip
 

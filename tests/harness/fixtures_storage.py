@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.harness import github as github_mod
 from tests.harness import hub, objectstore
 
 
@@ -42,4 +43,18 @@ async def oci_store() -> AsyncIterator[objectstore.LocalObjectStore]:
 def oci_store_in_thread() -> Iterator[objectstore.LocalObjectStore]:
     """The local Object Storage served from its own thread and event loop."""
     with objectstore.LocalObjectStore().serve_in_thread() as server:
+        yield server
+
+
+@pytest.fixture
+async def github() -> AsyncIterator[github_mod.LocalGitHub]:
+    """A running local GitHub REST API (127.0.0.1) with its asset CDN (127.0.0.2)."""
+    server = github_mod.LocalGitHub()
+    async with server:
+        yield server
+
+
+@pytest.fixture
+def github_in_thread() -> Iterator[github_mod.LocalGitHub]:
+    with github_mod.LocalGitHub().serve_in_thread() as server:
         yield server

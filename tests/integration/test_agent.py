@@ -14,7 +14,7 @@ are put back; Events and throttled progress; invalid specs fail only where selec
 models never here write nothing; a model unselected while the agent was down is removed at
 start; a spec change that unselects the node cancels its download; a path change keeps the old
 path Ready until the new one is placed; an OCI model downloads through the local object store;
-local:// is adopted and never deleted, vendor:// is Ready, s3:// fails with a reason.
+local:// is adopted and never deleted, vendor:// is Ready.
 """
 
 from __future__ import annotations
@@ -624,19 +624,16 @@ async def test_an_oci_model_downloads_through_the_agent(world, tmp_path, oci_sto
     assert (world.root / key / "model.safetensors").is_file()
 
 
-async def test_local_models_are_adopted_and_never_deleted_vendor_is_ready_s3_fails(world, tmp_path):
+async def test_local_models_are_adopted_and_never_deleted_vendor_is_ready(world, tmp_path):
     local = modelfiles.write_model(tmp_path / "on-node", tensors=TENSORS)
     instance = await world.start()
     stored = world.create(instance, basemodel("loc", f"local://{local}"))
     world.create(instance, basemodel("ven", "vendor://acme/llm/llama"))
-    world.create(instance, basemodel("s3", "s3://bucket/llama"))
     await world.until(lambda: status_of(world, "default.basemodel.loc") == "Ready")
     assert world.entry("default.basemodel.loc")["config"]["artifact"]["parentPath"] == {
         "default.basemodel.loc": str(local)
     }
     await world.until(lambda: status_of(world, "default.basemodel.ven") == "Ready")
-    await world.until(lambda: status_of(world, "default.basemodel.s3") == "Failed")
-    assert world.entry("default.basemodel.s3")["reason"] == "UnsupportedStorage"
     world.kube.delete("basemodels", "loc", "default")
     instance.submit("DELETED", stored)
     await world.until(lambda: world.entry("default.basemodel.loc") is None)

@@ -47,7 +47,7 @@ def test_digests_are_normalised_to_lower_case_hex() -> None:
 
 @pytest.mark.parametrize(
     ("algorithm", "value"),
-    [("sha256", "abc"), ("md5", "z" * 32), ("crc32", "00000000"), ("git-sha1", "0" * 64)],
+    [("sha256", "abc"), ("md5", "z" * 32), ("crc64nvme", "00000000"), ("git-sha1", "0" * 64)],
 )
 def test_malformed_digests_are_refused(algorithm: str, value: str) -> None:
     with pytest.raises(ValueError):

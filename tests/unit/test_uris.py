@@ -87,7 +87,8 @@ def test_invalid_uri_is_permanent() -> None:
     assert info.value.retryable is False
 
 
-@pytest.mark.parametrize("scheme", ["s3", "gs", "az", "github"])
-def test_unsupported_schemes_are_known(scheme: str) -> None:
-    assert scheme in uris.UNSUPPORTED
-    assert scheme not in uris.DOWNLOADABLE
+@pytest.mark.parametrize("scheme", ["oci", "hf", "s3", "gs", "github", "az"])
+def test_every_object_store_scheme_of_ome_is_downloaded(scheme: str) -> None:
+    assert scheme in uris.DOWNLOADABLE
+    assert scheme not in uris.UNSUPPORTED
+    assert not uris.UNSUPPORTED
