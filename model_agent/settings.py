@@ -248,7 +248,8 @@ FLAGS: tuple[Flag, ...] = (
         "--download-threads",
         "0",
         _non_negative_int,
-        "Threads that receive, decrypt, write and hash downloaded bytes (0: one per usable CPU).",
+        "Threads that receive, decrypt, write and hash downloaded bytes (0: one per usable CPU, "
+        "as `taskset` or the container cpuset allows).",
         ("MODEL_AGENT_DOWNLOAD_THREADS",),
         _TUNING,
     ),
