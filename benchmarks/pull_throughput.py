@@ -144,6 +144,8 @@ def measure(args: Sequence[str], env: dict[str, str]) -> tuple[int, float, int, 
         [sys.executable, "-c", _WRAPPER, *args], capture_output=True, text=True, env=env, check=True
     )
     code, elapsed, peak_kib, cpu = out.stdout.split()
+    if int(code) != 0:
+        print(out.stderr[-3000:], file=sys.stderr)
     return int(code), float(elapsed), int(peak_kib) * 1024, float(cpu)
 
 

@@ -11,8 +11,9 @@ bounded by parts in flight x (``write_size`` + the socket read buffer).
 
 Failures retry per part with exponential backoff and full jitter, honouring ``Retry-After``;
 the budget refills whenever bytes arrive. The sidecar is checkpointed when the first bytes
-arrive, then at most twice a second while more arrive, and once at the end
-(``StagedFile.checkpoint`` makes the data durable first).
+arrive, then at most twice a second while more arrive, and once at the end unless the file
+is complete (it is fsynced and renamed next); ``StagedFile.checkpoint`` makes the data durable
+first.
 Cancelling ``fetch`` cancels every part and returns once their threads stopped writing.
 
 Owns HTTP transfer into staged files; must not verify, rename or decide what to download.
@@ -135,8 +136,9 @@ class Engine:
         finally:
             checkpoints.cancel()
             await asyncio.wait([checkpoints])
-            with contextlib.suppress(OSError):
-                await asyncio.shield(staged.checkpoint(force=True))
+            if not staged.done:  # a complete file is fsynced and placed next, no sidecar needed
+                with contextlib.suppress(OSError):
+                    await asyncio.shield(staged.checkpoint(force=True))
 
     def _target(
         self,
@@ -218,6 +220,8 @@ async def _checkpoints(staged: staging.StagedFile) -> None:
     ``_CHECKPOINT_SECONDS`` while more arrive."""
     while True:
         await staged.changed.wait()
+        if staged.done:
+            return  # fsynced and placed next: no sidecar fdatasync for a complete file
         with contextlib.suppress(OSError):
             await staged.checkpoint(force=True)
         await asyncio.sleep(_CHECKPOINT_SECONDS)

@@ -220,7 +220,8 @@ def _kept_ranges(
 
 
 class Staging:
-    """The staging directory of one destination; ``async with`` takes its lock."""
+    """The staging directory of one destination; ``async with`` (or, in a thread, ``with``)
+    takes its lock."""
 
     def __init__(self, destination: pathlib.Path, *, temp_dir: pathlib.Path | None = None):
         self.destination = destination
@@ -237,6 +238,17 @@ class Staging:
         await blocking.to_end(self._make_root)
         self._lock_fd = await blocking.opened(_lock, self.root / ".lock", self.destination)
         return self
+
+    def __enter__(self) -> Staging:
+        """The blocking ``async with`` for code already in a thread."""
+        self._make_root()
+        self._lock_fd = _lock(self.root / ".lock", self.destination)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)
 
     async def __aexit__(self, *exc: object) -> None:
         if self._lock_fd is not None:
