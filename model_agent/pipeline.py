@@ -4,8 +4,9 @@
 A complete model (its manifest matches the disk) returns at once: no network, no hashing.
 Otherwise: the backend pins the source, the plan is filtered (allow/ignore, default skips,
 TensorRT-LLM shape) and every name is checked for safety before a byte is written, disk space
-is checked, then files download ``concurrency`` at a time (large ones in ranged parts), each
-is verified in a hashing thread while others download, fsynced and renamed into place. A file
+is checked, then ``concurrency`` lanes each take the next file (large ones in ranged parts,
+on the engine's transfer threads); each file is hashed as its bytes arrive, fsynced and
+renamed into place. A file
 that already sits at its final path with the right size is hashed instead of downloaded. A
 checksum mismatch re-downloads the file up to ``download_retry`` times. After the last file,
 the model is analysed (a file the analyser cannot read is reported in ``analysisError``, never
