@@ -1,8 +1,8 @@
 """`model-agent pull` with the digest step replaced by "accept": a benchmark-only baseline.
 
 Used by pull_throughput.py to measure what verification costs (verified / unverified
-throughput). Sizes are still checked, files still fsynced and renamed; only the hashing that
-follows the download is skipped. Never use this to fetch a model.
+throughput). Sizes are still checked, files still fsynced and renamed; only the hashing (inline and
+read-back) is skipped. Never use this to fetch a model.
 
     .venv/bin/python benchmarks/_pull_unverified.py pull hf://org/repo --path DIR
 """
@@ -18,13 +18,18 @@ from model_agent import checksums, cli, verify
 from model_agent.download import staging
 
 
-async def _accept(
-    self: verify.Verifier, staged: staging.StagedFile, *, expected: checksums.Checksum | None
-) -> str | None:
-    return expected.value if expected is not None else None
+def _no_digest(staged: staging.StagedFile, expected: checksums.Checksum | None) -> None:
+    return None
 
 
-verify.Verifier.follow = _accept  # type: ignore[method-assign]
+def _accept(
+    self: verify.Verifier, digest: str | None, *, name: str, expected: checksums.Checksum | None
+) -> None:
+    return None
+
+
+verify.Verifier.digest_for = staticmethod(_no_digest)  # type: ignore[method-assign,assignment]
+verify.Verifier.check = _accept  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     sys.exit(cli.main())

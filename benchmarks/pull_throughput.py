@@ -52,7 +52,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -98,7 +98,7 @@ _NGINX_CONF = """
 daemon off;
 master_process on;
 user root;
-worker_processes 2;
+worker_processes {workers};
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log warn;
 events {{ worker_connections 1024; }}
@@ -110,7 +110,8 @@ http {{
     types {{ }}
     default_type application/octet-stream;
     server {{
-        listen {host}:{port};
+        listen {host}:{port}{tls};
+        {certificate}
         root {work}/cdn;
         location / {{ }}
     }}
@@ -126,7 +127,7 @@ def write_shard(path: pathlib.Path, size: int, seed: int) -> None:
         {"weight": {"dtype": "U8", "shape": [data_len], "data_offsets": [0, data_len]}}
     ).encode()
     header = header.ljust(header_len, b" ")
-    block = os.urandom(_BLOCK - 7) + bytes([seed] * 7)
+    block = os.urandom(_BLOCK - 7) + bytes([seed % 256] * 7)
     with open(path, "wb") as handle:
         handle.write(struct.pack("<Q", header_len) + header)
         remaining = data_len
@@ -156,14 +157,35 @@ def measure(args: Sequence[str], env: dict[str, str]) -> tuple[int, float, int, 
         [sys.executable, "-c", _WRAPPER, *args], capture_output=True, text=True, env=env, check=True
     )
     code, elapsed, peak_kib, cpu = out.stdout.split()
+    if int(code) != 0:
+        print(out.stderr[-3000:], file=sys.stderr)
     return int(code), float(elapsed), int(peak_kib) * 1024, float(cpu)
+
+
+def self_signed(work: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """A throw-away certificate for the CDN's address (as a private mirror would have);
+    tools trust it through SSL_CERT_FILE (and REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE)."""
+    cert, key = work / "cdn-cert.pem", work / "cdn-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=model-agent-bench-cdn",
+         "-addext", f"subjectAltName=IP:{hub.CDN_HOST}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 @contextmanager
 def nginx_cdn(
-    work: pathlib.Path, server: hub.LocalHub, files: dict[str, pathlib.Path]
+    work: pathlib.Path,
+    server: hub.LocalHub,
+    files: dict[str, pathlib.Path],
+    *,
+    tls: tuple[pathlib.Path, pathlib.Path] | None = None,
 ) -> Iterator[str]:
-    """nginx on 127.0.0.2 serving the repo's files at the paths the hub's CDN URLs name."""
+    """nginx on 127.0.0.2 serving the repo's files at the paths the hub's CDN URLs name
+    (over HTTPS with ``tls``: certificate and key)."""
     from tests.harness import operator
 
     commit = server.commit_of(REPO)
@@ -173,14 +195,34 @@ def nginx_cdn(
         os.link(path, target / name)
     port = operator.free_port()
     conf = work / "nginx.conf"
-    conf.write_text(_NGINX_CONF.format(work=work, host=hub.CDN_HOST, port=port))
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)], stderr=subprocess.PIPE)
-    url = f"http://{hub.CDN_HOST}:{port}"
+    certificate = (
+        f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; ssl_protocols TLSv1.3;"
+        if tls
+        else ""
+    )
+    conf.write_text(
+        _NGINX_CONF.format(
+            work=work,
+            host=hub.CDN_HOST,
+            port=port,
+            tls=" ssl" if tls else "",
+            certificate=certificate,
+            workers=os.cpu_count() or 2,
+        )
+    )
+    proc = subprocess.Popen(
+        ["nginx", "-c", str(conf), "-p", str(work)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its workers go with it (killpg)
+    )
+    url = f"{'https' if tls else 'http'}://{hub.CDN_HOST}:{port}"
     deadline = time.monotonic() + 10
     probe = f"{url}/repos/{REPO}/{commit}/config.json"
-    while subprocess.run(["curl", "-sf", "-o", "/dev/null", probe]).returncode != 0:
+    trust = ["--cacert", str(tls[0])] if tls else []
+    while subprocess.run(["curl", "-sf", *trust, "-o", "/dev/null", probe]).returncode != 0:
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             raise SystemExit(f"nginx did not start: {proc.communicate()[1].decode()}")
         time.sleep(0.1)
     try:
@@ -190,7 +232,9 @@ def nginx_cdn(
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            pass
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def hf_commands(
@@ -259,6 +303,29 @@ def hf_commands(
             str(ROOT / "benchmarks" / "_pull_unverified.py"),
             *pull_args,
         ],
+        **pinned(pull_args),
+    }
+
+
+#: ``--cpus 0;0,1``: extra tools ``pull@0``, ``pull@0,1``: pull pinned with taskset (the
+#: engine starts one transfer thread per CPU it may use).
+PINNED: list[str] = []
+
+
+#: ``--py-spy FILE``: an extra tool ``pull-profiled``, the pull under py-spy (collapsed stacks
+#: of every thread, native frames included, written to FILE).
+PROFILE: list[str] = []
+
+
+def pinned(pull_args: list[str]) -> dict[str, list[str]]:
+    spy = ["py-spy", "record", "--threads", "--native", "--rate", "200", "--format", "raw"]
+    profiled: dict[str, list[str]] = {}
+    for path in PROFILE[:1]:
+        command = [*spy, "-o", path, "--", sys.executable, "-m", "model_agent.cli", *pull_args]
+        profiled["pull-profiled"] = command
+    return profiled | {
+        f"pull@{cpus}": ["taskset", "-c", cpus, sys.executable, "-m", "model_agent.cli", *pull_args]
+        for cpus in PINNED
     }
 
 
@@ -308,6 +375,7 @@ def oci_commands(
             str(ROOT / "benchmarks" / "_pull_unverified.py"),
             *pull_args,
         ],
+        **pinned(pull_args),
     }
     return commands, {"OCI_CONFIG_FILE": str(config_file)}
 
@@ -442,7 +510,7 @@ def print_table(results: dict[str, list[Result]], total: int, reference: str) ->
         rate = total / elapsed
         spread = ", ".join(f"{total / r[0] / 1e6:.0f}" for r in runs)
         verified = {"pull": "yes, while downloading", "aria2c-sha256": "yes, after download"}.get(
-            label, "no"
+            label.split("@")[0].replace("pull-profiled", "pull"), "no"
         )
         cells = [
             label,
@@ -520,11 +588,24 @@ def main() -> int:
     parser.add_argument(
         "--connections", type=int, default=4, help="ranged connections per file for pull and aria2c"
     )
+    parser.add_argument(
+        "--tls", action="store_true", help="nginx serves HTTPS with a throw-away certificate"
+    )
+    parser.add_argument(
+        "--cpus",
+        default=None,
+        help="semicolon-separated CPU lists: adds a taskset-pinned pull per list (0;0,1)",
+    )
+    parser.add_argument("--py-spy", default=None, help="profile a pull into this file")
     parser.add_argument("--sweep", default=None, help="connection counts to sweep, e.g. 1,2,4,8")
     parser.add_argument(
         "--plot", default=str(ROOT / "benchmarks" / "throughput_vs_concurrency.png")
     )
     options = parser.parse_args()
+    if options.py_spy:
+        PROFILE.append(str(pathlib.Path(options.py_spy).absolute()))
+    if options.cpus:
+        PINNED.extend(c.strip() for c in options.cpus.split(";") if c.strip())
     shard_size = settings.parse_size(options.shard_size)
     cdn = options.cdn or ("nginx" if shutil.which("nginx") else "hub")
     work = pathlib.Path(tempfile.mkdtemp(prefix="pull-bench-", dir=options.workdir))
@@ -543,11 +624,19 @@ def main() -> int:
         total = sum(p.stat().st_size for p in files.values())
         default_tools = {"hf": HF_TOOLS, "oci": OCI_TOOLS, "s3": S3_TOOLS}[options.backend]
         tools = options.tools.split(",") if options.tools else list(default_tools)
+        tools += [f"pull@{cpus}" for cpus in PINNED if f"pull@{cpus}" not in tools]
+        tools += ["pull-profiled"] if PROFILE and "pull-profiled" not in tools else []
         if options.backend == "hf":
             server = hub.LocalHub()
             with server.serve_in_thread():
                 server.add_repo(REPO, files)
-                serving = nginx_cdn(work, server, files) if cdn == "nginx" else nullcontext()
+                tls = self_signed(work) if options.tls else None
+                if tls:
+                    for variable in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+                        env[variable] = str(tls[0])
+                serving = (
+                    nginx_cdn(work, server, files, tls=tls) if cdn == "nginx" else nullcontext()
+                )
                 with serving as cdn_url:
                     if cdn_url:
                         server.cdn_endpoint = cdn_url
@@ -593,10 +682,12 @@ def report(
     """Run every tool, print the table; with ``--sweep``, the sweep table and the plot."""
     results = run_all(make(options.connections), tools, env, work, files, options.repeat)
     shard_mib = settings.parse_size(options.shard_size) / 2**20
+    https = " over HTTPS (TLS 1.3)" if options.tls else ""
     print(
         f"\n{options.backend}: {options.shards} x {shard_mib:.0f}"
         f" MiB shards ({total / 1e9:.2f} GB), {os.cpu_count()} CPUs, data server: "
-        f"{server_kind}, {options.connections} connections per file, best of {options.repeat}\n"
+        f"{server_kind}{https}, {options.connections} connections per file, "
+        f"best of {options.repeat}\n"
     )
     print_table(results, total, tools[0])
     if not options.sweep:

@@ -36,6 +36,7 @@ from kubernetes_asyncio import client
 from model_agent import (
     adoption,
     agent_reporter,
+    blocking,
     errors,
     manifest,
     metrics,
@@ -55,8 +56,6 @@ from model_agent.trust import confine, egress, ownership
 __all__ = ["Work", "WorkContext"]
 
 logger = logging.getLogger("model_agent.agent")
-
-_SETTLE_SECONDS = 0.3
 
 
 @dataclasses.dataclass
@@ -123,7 +122,7 @@ class Work(agent_reporter.Reporter):
         await self._claim(model, model.path)
         destination = pathlib.Path(model.path)
         request = await self._request(model, destination)
-        stored = await asyncio.to_thread(manifest.load, destination, state_dir=self.state_dir)
+        stored = await manifest.read(destination, state_dir=self.state_dir)
         ours = stored is not None and stored.owner in (None, ref.configmap_key)
         complete = (
             ours and stored is not None and await asyncio.to_thread(manifest.matches_disk, stored)
@@ -390,16 +389,13 @@ class Work(agent_reporter.Reporter):
                 doomed.append(pathlib.Path(path))
         if not doomed:
             return
+        # The lane's download task has ended before a delete runs, and it ends only once its
+        # transfer threads and file operations have (``loops.Pool.run``, ``blocking``): no
+        # write can land after this one pass.
         key = ref.configmap_key
         for destination in doomed:
-            await asyncio.to_thread(self._delete_files, destination, key)
+            await blocking.to_end(self._delete_files, destination, key)
         self.admission.freed()  # downloads waiting for room look again
-        # A cancelled download may still have a file operation running in a worker thread
-        # (mkdir, a sidecar write): sweep again after it had time to end.
-        for _ in range(2):
-            await asyncio.sleep(_SETTLE_SECONDS)
-            for destination in doomed:
-                await asyncio.to_thread(self._delete_files, destination, key)
         for destination in doomed:
             logger.info("model %s: removed files at %s", ref.configmap_key, destination)
 

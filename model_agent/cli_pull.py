@@ -11,13 +11,12 @@ one-line reason, 2 on usage errors. Manifests live in ``$MODEL_AGENT_STATE_DIR``
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import pathlib
 import sys
 
-from model_agent import cli_pull_display, errors, pipeline, settings
+from model_agent import blocking, cli_pull_display, errors, pipeline, settings
 
 __all__ = ["parse_params", "run", "state_dir"]
 
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace, config: settings.Settings) -> int:
     reporter = cli_pull_display.reporter_for(sys.stderr)
     try:
         with cli_pull_display.redirect_logs(reporter):
-            result = asyncio.run(
+            result = blocking.run(
                 pipeline.pull(request, config, state_dir=state_dir(), progress=reporter)
             )
     except errors.InvalidURIError as exc:

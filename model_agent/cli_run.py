@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import kopf
 
-from model_agent import settings
+from model_agent import blocking, settings
 
 
 def run(config: settings.Settings) -> int:
@@ -14,7 +12,7 @@ def run(config: settings.Settings) -> int:
     config.require_node_name()
     import handlers  # noqa: F401  (registers the handlers with Kopf's default registry)
 
-    asyncio.run(
+    blocking.run(
         kopf.operator(
             standalone=True,
             clusterwide=True,

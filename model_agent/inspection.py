@@ -2,8 +2,15 @@
 
 It finds the config (``model_index.json`` for a diffusers pipeline, else ``config.json`` at the
 root, then in the usual subfolders, then a bounded search), reads it with a size cap, reads
-only the headers of the safetensors files (8 bytes, then the header; never tensor data), and
-returns the ConfigMap entry's ``config`` object without ``artifact`` (the pipeline adds that).
+only the headers of the safetensors files (never tensor data), and returns the ConfigMap
+entry's ``config`` object without ``artifact`` (the pipeline adds that).
+
+Safetensors headers: the 8-byte length is checked first against ``MAX_HEADER_BYTES`` and the
+file size (before anything is parsed), then the format's reference reader (the
+``safetensors`` package, ``safe_open``) parses and validates the header: names, dtypes,
+shapes, offsets that tile the data section. A dtype newer than the installed library (it
+refuses the file) falls back to this project's parser, which knows every dtype in
+``modelinfo.safetensors.DTYPE_BITS``; packed-weight counting is always this project's.
 
 Read-only: files are opened for reading and nothing is written, renamed or created. Every
 problem raises ``errors.ModelInfoError`` naming the file.
@@ -12,6 +19,7 @@ problem raises ``errors.ModelInfoError`` naming the file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pathlib
 from typing import Any, BinaryIO
@@ -110,7 +118,75 @@ def find_config(root: pathlib.Path, name: str = CONFIG_NAME) -> pathlib.Path | N
 
 
 def read_header(path: pathlib.Path) -> safetensors.Header:
-    """Read and validate one file's safetensors header: at most 8 + header-length bytes."""
+    """Read and validate one file's safetensors header (see the module docstring)."""
+    length, size = _checked_length(path)
+    try:
+        return _reference_header(path, length=length, size=size)
+    except _RefusedError as refused:
+        # This project's parser says why in its words (naming the tensor and the field), or
+        # reads a dtype newer than the library; if it accepts what the library refused for
+        # another reason, the library's verdict stands.
+        own = _own_header(path)
+        if refused.newer_dtype:
+            return own
+        raise errors.ModelInfoError(f"{path}: invalid safetensors header: {refused}") from None
+
+
+class _RefusedError(Exception):
+    """The safetensors library refused the header; ``newer_dtype``: for a dtype it lacks."""
+
+    def __init__(self, message: str, *, newer_dtype: bool) -> None:
+        super().__init__(message)
+        self.newer_dtype = newer_dtype
+
+
+def _checked_length(path: pathlib.Path) -> tuple[int, int]:
+    """The header length (checked against the cap and the file size) and the file size."""
+    try:
+        with path.open("rb", buffering=0) as file:
+            size = os.fstat(file.fileno()).st_size
+            prefix = _read_exact(file, safetensors.PREFIX_BYTES)
+    except OSError as exc:
+        raise errors.ModelInfoError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return safetensors.header_length(prefix, source=str(path), file_size=size), size
+
+
+def _reference_header(path: pathlib.Path, *, length: int, size: int) -> safetensors.Header:
+    """The header as the safetensors library reads it (it maps the file and reads only the
+    header; tensor data is never touched)."""
+    import safetensors as reference  # imports numpy: only where analysis runs
+
+    try:
+        with reference.safe_open(str(path), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+            tensors = []
+            offset = 0
+            for name in handle.offset_keys() if hasattr(handle, "offset_keys") else handle.keys():
+                view = handle.get_slice(name)
+                dtype, shape = str(view.get_dtype()), tuple(int(d) for d in view.get_shape())
+                if dtype not in safetensors.DTYPE_BITS:
+                    raise _RefusedError(f"{name}: unknown dtype {dtype!r}", newer_dtype=False)
+                nbytes = (math.prod(shape) * safetensors.DTYPE_BITS[dtype] + 7) // 8
+                tensors.append(
+                    safetensors.Tensor(
+                        name=name, dtype=dtype, shape=shape, begin=offset, end=offset + nbytes
+                    )
+                )
+                offset += nbytes
+    except reference.SafetensorError as exc:
+        raise _RefusedError(str(exc), newer_dtype="unknown variant" in str(exc)) from None
+    except OSError as exc:
+        raise errors.ModelInfoError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return safetensors.Header(
+        source=str(path),
+        tensors=tuple(tensors),
+        metadata={str(k): str(v) for k, v in metadata.items()},
+        header_bytes=length,
+    )
+
+
+def _own_header(path: pathlib.Path) -> safetensors.Header:
+    """This project's parser: at most 8 + header-length bytes read."""
     try:
         with path.open("rb", buffering=0) as file:
             size = os.fstat(file.fileno()).st_size

@@ -8,6 +8,9 @@ a delete removes only the files of its own manifest). ``matches_disk`` checks si
 only (``lstat``: a symlink planted at a file's name does not match): a restart of a complete
 model costs one ``stat`` per file, no download and no hashing.
 
+``read``/``write`` are for the event loop (aiofiles); ``load``/``save`` for code that already
+runs in a thread. ``matches_disk`` stats every file: run it in a thread.
+
 Owns reading and writing manifests; must not download or hash.
 """
 
@@ -23,6 +26,11 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+import aiofiles
+import aiofiles.os
+
+from model_agent import blocking
+
 __all__ = [
     "Entry",
     "Manifest",
@@ -31,7 +39,9 @@ __all__ = [
     "load",
     "manifest_path",
     "matches_disk",
+    "read",
     "save",
+    "write",
 ]
 
 _VERSION = 1
@@ -79,14 +89,18 @@ def manifest_path(destination: pathlib.Path, *, state_dir: pathlib.Path) -> path
     return state_dir / "manifests" / f"{digest}.json"
 
 
+def _encode(manifest: Manifest) -> str:
+    return json.dumps(manifest.to_json(), separators=(",", ":"))
+
+
 def save(manifest: Manifest, *, state_dir: pathlib.Path) -> pathlib.Path:
-    """Write atomically (temp name, fsync, rename); returns the manifest's path."""
+    """Write atomically (temp name, fsync, rename; blocking); returns the manifest's path."""
     path = manifest_path(pathlib.Path(manifest.destination), state_dir=state_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(manifest.to_json(), handle, separators=(",", ":"))
+            handle.write(_encode(manifest))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -96,13 +110,31 @@ def save(manifest: Manifest, *, state_dir: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def load(destination: pathlib.Path, *, state_dir: pathlib.Path) -> Manifest | None:
-    """The manifest of ``destination``, or None when absent, unreadable or for another path."""
-    path = manifest_path(destination, state_dir=state_dir)
+async def write(manifest: Manifest, *, state_dir: pathlib.Path) -> pathlib.Path:
+    """``save`` for the event loop: every file operation through aiofiles; once started it
+    runs to its end (a cancellation waits for it)."""
+    return await blocking.finish(_write(manifest, state_dir=state_dir))
+
+
+async def _write(manifest: Manifest, *, state_dir: pathlib.Path) -> pathlib.Path:
+    path = manifest_path(pathlib.Path(manifest.destination), state_dir=state_dir)
+    await aiofiles.os.makedirs(path.parent, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        if path.stat().st_size > _MAX_BYTES:
-            return None
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        async with aiofiles.open(tmp, "w", encoding="utf-8") as handle:
+            await handle.write(_encode(manifest))
+            await handle.flush()
+            await aiofiles.os.wrap(os.fsync)(handle.fileno())
+        await aiofiles.os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.remove(tmp)
+    return path
+
+
+def _decode(text: str, destination: pathlib.Path) -> Manifest | None:
+    try:
+        raw = json.loads(text)
         if raw.get("version") != _VERSION or raw.get("destination") != _key(destination):
             return None
         files = tuple(
@@ -119,8 +151,34 @@ def load(destination: pathlib.Path, *, state_dir: pathlib.Path) -> Manifest | No
             config=config if isinstance(config, dict) else None,
             owner=raw.get("owner") if isinstance(raw.get("owner"), str) else None,
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def load(destination: pathlib.Path, *, state_dir: pathlib.Path) -> Manifest | None:
+    """The manifest of ``destination``, or None when absent, unreadable or for another path
+    (blocking)."""
+    path = manifest_path(destination, state_dir=state_dir)
+    try:
+        if path.stat().st_size > _MAX_BYTES:
+            return None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    return _decode(text, destination)
+
+
+async def read(destination: pathlib.Path, *, state_dir: pathlib.Path) -> Manifest | None:
+    """``load`` for the event loop: every file operation through aiofiles."""
+    path = manifest_path(destination, state_dir=state_dir)
+    try:
+        if (await aiofiles.os.stat(path)).st_size > _MAX_BYTES:
+            return None
+        async with aiofiles.open(path, encoding="utf-8") as handle:
+            text = await handle.read()
+    except (OSError, ValueError):
+        return None
+    return _decode(text, destination)
 
 
 def matches_disk(manifest: Manifest) -> bool:
@@ -137,6 +195,7 @@ def matches_disk(manifest: Manifest) -> bool:
 
 
 def forget(destination: pathlib.Path, *, state_dir: pathlib.Path) -> None:
+    """Delete the manifest of ``destination`` (blocking)."""
     with contextlib.suppress(FileNotFoundError):
         manifest_path(destination, state_dir=state_dir).unlink()
 

@@ -4,8 +4,9 @@
 A complete model (its manifest matches the disk) returns at once: no network, no hashing.
 Otherwise: the backend pins the source, the plan is filtered (allow/ignore, default skips,
 TensorRT-LLM shape) and every name is checked for safety before a byte is written, disk space
-is checked, then files download ``concurrency`` at a time (large ones in ranged parts), each
-is verified in a hashing thread while others download, fsynced and renamed into place. A file
+is checked, then ``concurrency`` lanes each take the next file (large ones in ranged parts,
+on the engine's transfer threads); each file is hashed as its bytes arrive, fsynced and
+renamed into place. A file
 that already sits at its final path with the right size is hashed instead of downloaded. A
 checksum mismatch re-downloads the file up to ``download_retry`` times. After the last file,
 the model is analysed (a file the analyser cannot read is reported in ``analysisError``, never
@@ -31,8 +32,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from model_agent import errors, manifest, metrics, planning, settings, uris
-from model_agent.download import engine, files, staging
+import aiofiles.os
+
+from model_agent import blocking, errors, manifest, metrics, planning, settings, uris
+from model_agent.download import connections as engine_connections
+from model_agent.download import engine, files, loops, staging
 from model_agent.storage import base
 from model_agent.trust import confine
 
@@ -82,7 +86,7 @@ Admit = Callable[
 async def check_now(needs: Sequence[tuple[str, int, int]], what: str) -> AsyncIterator[None]:
     """The admission of a lone pull: the space must be free now."""
     for directory, needed, _ in needs:
-        await asyncio.to_thread(staging.check_space, pathlib.Path(directory), needed, what=what)
+        await staging.check_space(pathlib.Path(directory), needed, what=what)
     yield
 
 
@@ -237,6 +241,13 @@ def _select(
     return files
 
 
+def _plan(
+    request: PullRequest, plan: base.Plan, known: Iterable[str] = ()
+) -> list[base.RemoteFile]:
+    """The files to fetch, largest first (blocking: CPU only)."""
+    return sorted(_select(request, plan, known), key=lambda f: -f.size)
+
+
 async def pull(
     request: PullRequest,
     settings: settings.Settings,
@@ -304,15 +315,21 @@ async def _pull(
     admit: Admit = check_now,
 ) -> PullResult:
     key = request_key(request)
-    stored = manifest.load(request.destination, state_dir=state_dir)
+    stored = await manifest.read(request.destination, state_dir=state_dir)
     if stored is not None and stored.owner not in (None, request.config_key):
         stored = None  # placed for another model: not ours to reuse or to prune
-    if stored is not None and same_request(stored, request) and manifest.matches_disk(stored):
-        renew_key(stored, request, state_dir=state_dir)
+    if (
+        stored is not None
+        and same_request(stored, request)
+        and await asyncio.to_thread(manifest.matches_disk, stored)
+    ):
+        await blocking.to_end(renew_key, stored, request, state_dir=state_dir)
         result_config = dict(stored.config) if stored.config is not None else None
         if result_config is None:
             result_config = await _analyse(request, stored.revision)
-            manifest.save(dataclasses.replace(stored, config=result_config), state_dir=state_dir)
+            await manifest.write(
+                dataclasses.replace(stored, config=result_config), state_dir=state_dir
+            )
         log.info("model at %s is complete (manifest matches the disk)", request.destination)
         return PullResult(result_config, stored.revision, 0, len(stored.files))
 
@@ -321,8 +338,10 @@ async def _pull(
     backend = _backend(request, config)
     try:
         plan = await backend.pin()
-        chosen = sorted(
-            _select(request, plan, config.instance_type_map.values()), key=lambda f: -f.size
+        # Pure CPU work, linear in the listing, but 50,000 names still take ~0.2 s: in a
+        # thread, so the loop keeps ticking (the GIL is handed over every 5 ms).
+        chosen = await asyncio.to_thread(
+            _plan, request, plan, tuple(config.instance_type_map.values())
         )
         log.info(
             "pinned %s at %s: %d files, %d bytes",
@@ -334,7 +353,7 @@ async def _pull(
         worker = await _transfer(request, config, backend, chosen, tracker, recorder, admit)
     finally:
         await backend.close()
-    await asyncio.to_thread(_remove_dropped, request.destination, stored, {f.path for f in chosen})
+    await blocking.to_end(_remove_dropped, request.destination, stored, {f.path for f in chosen})
     record = manifest.Manifest(
         destination=str(request.destination),
         uri=request.uri,
@@ -343,12 +362,10 @@ async def _pull(
         files=tuple(sorted(worker.entries, key=lambda e: e.path)),
         owner=request.config_key,
     )
-    await asyncio.to_thread(manifest.save, record, state_dir=state_dir)
-    await asyncio.to_thread(_staging(request, config).remove)
+    await manifest.write(record, state_dir=state_dir)
+    await blocking.to_end(_staging(request, config).remove)
     result_config = await _analyse(request, plan.revision)
-    await asyncio.to_thread(
-        manifest.save, dataclasses.replace(record, config=result_config), state_dir=state_dir
-    )
+    await manifest.write(dataclasses.replace(record, config=result_config), state_dir=state_dir)
     return PullResult(
         result_config,
         plan.revision,
@@ -390,19 +407,25 @@ async def _transfer(
             recorder.rate_limited(labels, wait_seconds=wait)
 
     if request.root is not None:
-        await asyncio.to_thread(confine.make_dirs, request.root, request.destination)
+        await blocking.to_end(confine.make_dirs, request.root, request.destination)
     else:
-        await asyncio.to_thread(request.destination.mkdir, parents=True, exist_ok=True)
+        await blocking.finish(aiofiles.os.makedirs(request.destination, exist_ok=True))
     stage = _staging(request, config)
     connections = config.concurrency * config.multipart_concurrency + 2
-    with stage:
+    threads = min(config.download_threads or engine.default_threads(), connections)
+    session_options = engine_connections.SessionOptions(
+        connections=connections // threads + 2,
+        read_buffer=options.read_buffer,
+        egress=config.egress,
+    )
+    async with stage:
         try:
             async with (
-                engine.new_session(connections=connections, options=options) as session,
+                loops.Pool(threads=threads, options=session_options) as pool,
                 contextlib.AsyncExitStack() as admitted,
             ):
                 fetcher = engine.Engine(
-                    backend, session, options, on_bytes=on_bytes, on_rate_limited=on_rate_limited
+                    backend, pool, options, on_bytes=on_bytes, on_rate_limited=on_rate_limited
                 )
                 worker = files.Worker(
                     destination=request.destination,
@@ -411,31 +434,39 @@ async def _transfer(
                     tracker=tracker,
                     concurrency=config.concurrency,
                     download_retry=config.download_retry,
+                    same_filesystem=await stage.same_filesystem(),
                     recorder=recorder,
                     labels=labels,
                 )
-                await asyncio.to_thread(stage.remove_stale, {f.path for f in chosen})
-                await asyncio.to_thread(stage.record_plan, {f.path for f in chosen})
+                await blocking.to_end(stage.remove_stale, {f.path for f in chosen})
+                await blocking.to_end(stage.record_plan, {f.path for f in chosen})
                 what = f"staging {request.uri}"
                 needs = await asyncio.to_thread(
                     files.space_needs, stage, request.destination, chosen
                 )
                 await admitted.enter_async_context(admit(needs, what))
-                for file in chosen:
-                    tracker.completed_bytes += stage.resumable_bytes(
-                        path=file.path, size=file.size, identity=file.identity
-                    )
+                tracker.completed_bytes += await asyncio.to_thread(
+                    files.resumed_bytes, stage, chosen
+                )
                 tracker.phase = "downloading"
                 tracker.emit(force=True)
+                # ``concurrency`` lanes take the next file when they are free: tasks, buffers
+                # and staged files exist for the files in flight only, never per file.
+                queue = iter(chosen)
+
+                async def lane() -> None:
+                    for file in queue:
+                        await worker.file(file)
+
                 try:
                     async with asyncio.TaskGroup() as group:
-                        for file in chosen:
-                            group.create_task(worker.file(file))
+                        for _ in range(min(config.concurrency, len(chosen))):
+                            group.create_task(lane())
                 except BaseExceptionGroup as failure:
                     raise engine.first_error(failure) from None
         except errors.AgentError as exc:
             if config.cleanup_temp and not exc.retryable:
-                await asyncio.to_thread(stage.remove)
+                await blocking.to_end(stage.remove)
             raise
         tracker.phase = "finalizing"
         tracker.completed_bytes = tracker.total_bytes

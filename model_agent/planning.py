@@ -30,6 +30,7 @@ __all__ = [
     "part_size",
     "safe_relative_path",
     "select",
+    "weight_directories",
 ]
 
 #: Weight formats that duplicate safetensors in the same directory.
@@ -89,10 +90,18 @@ def _matches(path: str, patterns: Sequence[str]) -> bool:
     return False
 
 
-def is_default_skipped(path: str, all_paths: Iterable[str]) -> bool:
-    """Whether the default rules skip ``path`` given every path of the repo."""
-    paths = list(all_paths)
-    weight_dirs = {posixpath.dirname(p) for p in paths if p.endswith(".safetensors")}
+def weight_directories(paths: Iterable[str]) -> frozenset[str]:
+    """The directories that hold ``*.safetensors`` weights (computed once per plan)."""
+    return frozenset(posixpath.dirname(p) for p in paths if p.endswith(".safetensors"))
+
+
+def is_default_skipped(
+    path: str, all_paths: Iterable[str] = (), *, weight_dirs: frozenset[str] | None = None
+) -> bool:
+    """Whether the default rules skip ``path`` given every path of the repo (or its
+    ``weight_directories``, which keeps a whole plan linear in the number of files)."""
+    if weight_dirs is None:
+        weight_dirs = weight_directories(all_paths)
     if not weight_dirs:
         return False
     top = path.split("/", 1)[0]
@@ -118,13 +127,14 @@ def select(
     skip rules.
     """
     names = [safe_relative_path(p) for p in paths]
+    weight_dirs = weight_directories(names)
     chosen = []
     for name in names:
         if allow and not _matches(name, allow):
             continue
         if ignore and _matches(name, ignore):
             continue
-        if default_skips and not allow and is_default_skipped(name, names):
+        if default_skips and not allow and is_default_skipped(name, weight_dirs=weight_dirs):
             continue
         chosen.append(name)
     return chosen

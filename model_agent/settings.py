@@ -244,6 +244,16 @@ FLAGS: tuple[Flag, ...] = (
         _TUNING,
     ),
     Flag(
+        "download_threads",
+        "--download-threads",
+        "0",
+        _non_negative_int,
+        "Threads that receive, decrypt, write and hash downloaded bytes (0: one per usable CPU, "
+        "as `taskset` or the container cpuset allows).",
+        ("MODEL_AGENT_DOWNLOAD_THREADS",),
+        _TUNING,
+    ),
+    Flag(
         "multipart_threshold",
         "--multipart-threshold",
         "200Mi",
@@ -442,6 +452,7 @@ class Settings:
     download_retry: int = 3
     concurrency: int = 4
     multipart_concurrency: int = 4
+    download_threads: int = 0
     multipart_threshold: int = 200 * 1024**2
     stall_timeout: float = 60.0
     data_proxy: str | None = None

@@ -3,7 +3,8 @@
 ``Worker.file(remote)`` keeps a file that already sits at its final path with the right size
 and digest (hashing, not downloading), else stages it, lets the engine fill the missing ranges
 (at most ``concurrency`` files download at once) while a thread hashes the written prefix
-just behind the download (``verify.Verifier.follow``), checks the digest, re-downloads it from
+as it arrives (inline in the transfer threads, ``verify.Verifier.follow`` reading back only
+what arrived out of order), checks the digest, re-downloads it from
 scratch on a mismatch up to ``download_retry`` times, then fsyncs and renames it into place.
 ``Tracker`` holds the byte and file counters behind the progress callback.
 
@@ -21,7 +22,9 @@ import stat
 import time
 from collections.abc import Callable
 
-from model_agent import errors, manifest, metrics, planning, verify
+import aiofiles.os
+
+from model_agent import blocking, errors, manifest, metrics, planning, verify
 from model_agent.download import engine, staging
 from model_agent.storage import base
 from model_agent.trust import confine
@@ -33,6 +36,7 @@ __all__ = [
     "Worker",
     "check_space",
     "final_path",
+    "resumed_bytes",
     "space_needs",
 ]
 
@@ -110,12 +114,13 @@ class Tracker:
         )
 
 
-def final_path(destination: pathlib.Path, name: str) -> pathlib.Path:
+async def final_path(destination: pathlib.Path, name: str) -> pathlib.Path:
     """``destination/name``, its directory created only after each existing component was
-    checked to resolve inside ``destination`` (blocking); ``UnsafePathError`` otherwise."""
+    checked to resolve inside ``destination`` (one thread call); ``UnsafePathError``
+    otherwise."""
     final = destination / planning.safe_relative_path(name)
     try:
-        confine.make_dirs(destination, final.parent)
+        await blocking.to_end(confine.make_dirs, destination, final.parent)
     except errors.UnsafePathError as exc:
         raise errors.UnsafePathError(
             f"{name} would be written outside {destination}: {exc}"
@@ -123,12 +128,15 @@ def final_path(destination: pathlib.Path, name: str) -> pathlib.Path:
     return final
 
 
+_lstat = aiofiles.os.wrap(os.lstat)
+
+
 def space_needs(
     stage: staging.Staging, destination: pathlib.Path, files: list[base.RemoteFile]
 ) -> list[tuple[str, int, int]]:
     """``(directory, bytes, files)`` still to be written on each filesystem: what is left to
     download into the staging directory and, across filesystems, the whole model at the
-    destination (blocking)."""
+    destination (blocking: one thread call stats every final path and reads every sidecar)."""
     needed = count = 0
     for file in files:
         try:
@@ -140,18 +148,23 @@ def space_needs(
         needed += file.size - kept
         count += 1
     needs = [(str(stage.root), needed, count)]
-    if not stage.same_filesystem():
+    if os.stat(stage.root).st_dev != os.stat(destination).st_dev:
         needs.append((str(destination), sum(f.size for f in files), len(files)))
     return needs
 
 
-def check_space(
+def resumed_bytes(stage: staging.Staging, files: list[base.RemoteFile]) -> int:
+    """Bytes earlier attempts left that a rerun keeps (blocking: reads every sidecar)."""
+    return sum(stage.resumable_bytes(path=f.path, size=f.size, identity=f.identity) for f in files)
+
+
+async def check_space(
     stage: staging.Staging, destination: pathlib.Path, files: list[base.RemoteFile], what: str
 ) -> None:
     """Refuse to start (``NoSpaceError``) when the staging filesystem cannot hold what is left
-    to download, or, across filesystems, the destination cannot hold the model (blocking)."""
-    for directory, needed, _ in space_needs(stage, destination, files):
-        staging.check_space(pathlib.Path(directory), needed, what=what)
+    to download, or, across filesystems, the destination cannot hold the model."""
+    for directory, needed, _ in await asyncio.to_thread(space_needs, stage, destination, files):
+        await staging.check_space(pathlib.Path(directory), needed, what=what)
 
 
 class Worker:
@@ -166,6 +179,7 @@ class Worker:
         tracker: Tracker,
         concurrency: int,
         download_retry: int,
+        same_filesystem: bool,
         recorder: metrics.Metrics | None = None,
         labels: metrics.ModelLabels | None = None,
     ) -> None:
@@ -179,7 +193,7 @@ class Worker:
         self.recorder, self.labels = recorder, labels
         self.verifier = verify.Verifier(parallel=max(2, concurrency))
         self.slots = asyncio.Semaphore(concurrency)
-        self.same_fs = stage.same_filesystem()
+        self.same_fs = same_filesystem
         self.entries: list[manifest.Entry] = []
 
     def _verified(self, result: str, seconds: float, algorithm: str | None = None) -> None:
@@ -190,7 +204,7 @@ class Worker:
         """Keep a file already at its final path when its size and digest match."""
         expected = file.checksum
         try:
-            found = await asyncio.to_thread(os.lstat, final)  # a symlink is never adopted
+            found = await _lstat(final)  # a symlink is never adopted
             if expected is None or not stat.S_ISREG(found.st_mode) or found.st_size != file.size:
                 return False
             await self.verifier.verify(final, name=file.path, size=file.size, expected=expected)
@@ -200,13 +214,13 @@ class Worker:
         return True
 
     async def file(self, file: base.RemoteFile) -> None:
-        final = await asyncio.to_thread(final_path, self.destination, file.path)
+        final = await final_path(self.destination, file.path)
         expected = file.checksum
         if await self._adopt(file, final):
             self.tracker.completed_bytes += file.size
         else:
             await self._download(file, final)
-        placed = await asyncio.to_thread(os.lstat, final)
+        placed = await _lstat(final)
         digest = str(expected) if expected else None
         self.entries.append(manifest.Entry(file.path, file.size, placed.st_mtime_ns, digest))
         self.tracker.completed_files += 1
@@ -216,10 +230,9 @@ class Worker:
         expected = file.checksum
         attempts = self.download_retry + 1
         for attempt in range(1, attempts + 1):
-            staged = await asyncio.to_thread(
-                self.stage.stage, path=file.path, size=file.size, identity=file.identity
-            )
-            hashing = asyncio.create_task(self.verifier.follow(staged, expected=expected))
+            staged = await self.stage.stage(path=file.path, size=file.size, identity=file.identity)
+            digest = self.verifier.digest_for(staged, expected)
+            hashing = asyncio.create_task(self.verifier.follow(staged, digest))
             try:
                 async with self.slots:
                     if not staged.done:
@@ -232,16 +245,15 @@ class Worker:
                         )
                         self.tracker.active[file.path] = staged
                         try:
-                            await self.fetcher.fetch(file, staged)
+                            await self.fetcher.fetch(file, staged, digest=digest)
                         finally:
                             self.tracker.active.pop(file.path, None)
                 started = time.monotonic()
-                digest = await hashing
-                self.verifier.check(digest, name=file.path, expected=expected)
+                self.verifier.check(await hashing, name=file.path, expected=expected)
             except errors.ChecksumMismatchError as exc:
                 self._verified("failure", 0.0)
                 log.warning("verification failed (attempt %d of %d): %s", attempt, attempts, exc)
-                await asyncio.to_thread(staged.discard)
+                await staged.discard()
                 self.tracker.completed_bytes -= file.size
                 if attempt == attempts:
                     raise verify.ChecksumFailedError(
@@ -259,11 +271,5 @@ class Worker:
             )
             algorithm = expected.algorithm if expected else "size only"
             log.info("verification passed for %s (%s)", file.path, algorithm)
-            await asyncio.to_thread(
-                staging.place,
-                staged,
-                final,
-                same_filesystem=self.same_fs,
-                root=self.destination,
-            )
+            await staging.place(staged, final, same_filesystem=self.same_fs, root=self.destination)
             return

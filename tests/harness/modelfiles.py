@@ -110,22 +110,55 @@ def safetensors_header(
     return struct.pack("<Q", len(raw)) + raw, offset
 
 
+#: The reference serializer's names of the safetensors dtypes it writes (numpy's where numpy
+#: has the type). F4 and F6 are missing: those files are laid out by ``safetensors_header``.
+_REFERENCE_DTYPES = {
+    "BOOL": "bool",
+    "U8": "uint8",
+    "I8": "int8",
+    "U16": "uint16",
+    "I16": "int16",
+    "U32": "uint32",
+    "I32": "int32",
+    "U64": "uint64",
+    "I64": "int64",
+    "F16": "float16",
+    "F32": "float32",
+    "F64": "float64",
+    "C64": "complex64",
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "F8_E8M0": "float8_e8m0fnu",
+}
+
+
+def _pattern(fill: bytes, size: int) -> bytes:
+    unit = fill or b"\0"
+    return (unit * (size // len(unit) + 1))[:size]
+
+
 def write_safetensors(
     path: pathlib.Path | str,
     tensors: Mapping[str, tuple[str, Sequence[int]]],
     *,
     fill: bytes = b"\0",
     sparse: bool = False,
+    metadata: Mapping[str, str] | None = None,
 ) -> int:
-    """Write a valid safetensors file and return the bytes written (header + data).
+    """Write a valid safetensors file and return its size (header + data).
 
-    ``fill`` is repeated over the tensor data. With ``sparse=True`` the data region is a hole
-    (the file is extended with truncate), so a "7B" file costs no disk and any read of the data
-    would show up as page-cache traffic, not as written bytes.
+    Written by the format's reference serializer (``safetensors.numpy.save_file`` when every
+    dtype is a numpy type, else the same library's ``serialize_file``), so the agent's reader
+    is proven against it. ``fill`` is repeated over the tensor data. With ``sparse=True`` (a
+    "7B" file that costs no disk) or a dtype the library cannot write (F4, F6), the file is
+    laid out by ``safetensors_header`` and the data region is a hole or the pattern.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    head, data_size = safetensors_header(tensors)
+    if not sparse and all(dtype in _REFERENCE_DTYPES for dtype, _ in tensors.values()):
+        return _write_reference(path, tensors, fill, metadata)
+    head, data_size = safetensors_header(tensors, metadata=metadata)
     with path.open("wb") as out:
         out.write(head)
         if sparse:
@@ -139,6 +172,44 @@ def write_safetensors(
                 out.write(piece)
                 remaining -= len(piece)
     return len(head) + data_size
+
+
+def _write_reference(
+    path: pathlib.Path,
+    tensors: Mapping[str, tuple[str, Sequence[int]]],
+    fill: bytes,
+    metadata: Mapping[str, str] | None,
+) -> int:
+    import numpy as np
+    import safetensors
+    import safetensors.numpy
+
+    meta = dict(metadata) if metadata is not None else None
+    names = {dtype: _REFERENCE_DTYPES[dtype] for dtype, _ in tensors.values()}
+    if all(hasattr(np, name) for name in names.values()):
+        arrays = {
+            name: np.frombuffer(
+                _pattern(fill, tensor_nbytes(dtype, shape)), dtype=names[dtype]
+            ).reshape(tuple(shape))
+            for name, (dtype, shape) in tensors.items()
+        }
+        safetensors.numpy.save_file(arrays, str(path), metadata=meta)
+    else:
+        buffers = {
+            name: np.frombuffer(_pattern(fill, tensor_nbytes(dtype, shape)), dtype=np.uint8)
+            for name, (dtype, shape) in tensors.items()
+        }
+        specs = {
+            name: safetensors.TensorSpec(
+                dtype=names[dtype],
+                shape=tuple(shape),
+                data_ptr=buffers[name].ctypes.data,
+                data_len=buffers[name].nbytes,
+            )
+            for name, (dtype, shape) in tensors.items()
+        }
+        safetensors.serialize_file(specs, str(path), metadata=meta)
+    return path.stat().st_size
 
 
 def _split(

@@ -11,16 +11,19 @@ request and a short body fail the part and are retried; a stall is a retryable S
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import os
 import pathlib
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import pytest
 from aiohttp import web
 
-from model_agent import errors
-from model_agent.download import engine, staging
+from model_agent import checksums, errors, verify
+from model_agent.download import connections, engine, loops, staging
 from model_agent.storage import base
 
 SIZE = 300_000
@@ -164,15 +167,29 @@ FAST = engine.Options(
 
 
 async def fetch(
-    tmp_path: pathlib.Path, backend: Backend, options: engine.Options = FAST
+    tmp_path: pathlib.Path,
+    backend: Backend,
+    options: engine.Options = FAST,
+    *,
+    threads: int = 2,
+    expected: checksums.Checksum | None = None,
 ) -> tuple[staging.StagedFile, engine.Engine]:
     stage = staging.Staging(tmp_path / "dest")
     (tmp_path / "dest").mkdir(exist_ok=True)
-    with stage:
-        staged = stage.stage(path=FILE.path, size=FILE.size, identity=FILE.identity)
-        async with engine.new_session(connections=8, options=options) as session:
-            fetcher = engine.Engine(backend, session, options)
-            await fetcher.fetch(FILE, staged)
+    async with stage:
+        staged = await stage.stage(path=FILE.path, size=FILE.size, identity=FILE.identity)
+        session = connections.SessionOptions(connections=8)
+        async with loops.Pool(threads=threads, options=session) as pool:
+            fetcher = engine.Engine(backend, pool, options)
+            verifier = verify.Verifier()
+            digest = verifier.digest_for(staged, expected)
+            hashing = asyncio.create_task(verifier.follow(staged, digest))
+            try:
+                await fetcher.fetch(FILE, staged, digest=digest)
+                verifier.check(await hashing, name=FILE.path, expected=expected)
+            finally:
+                hashing.cancel()
+    fetcher.digest = digest  # type: ignore[attr-defined]
     return staged, fetcher
 
 
@@ -194,8 +211,8 @@ async def test_only_missing_ranges_are_requested_after_a_restart(
     tmp_path: pathlib.Path, server: Server, data: bytes
 ) -> None:
     (tmp_path / "dest").mkdir()
-    with staging.Staging(tmp_path / "dest") as stage:
-        staged = stage.stage(path=FILE.path, size=SIZE, identity="id-1")
+    async with staging.Staging(tmp_path / "dest") as stage:
+        staged = await stage.stage(path=FILE.path, size=SIZE, identity="id-1")
         prefill(staged.temp_path, data[:200_000])
         staged.mark(0, 200_000)
         await staged.checkpoint(force=True)
@@ -207,12 +224,12 @@ async def test_only_missing_ranges_are_requested_after_a_restart(
 
 async def test_changed_identity_starts_the_file_over(tmp_path: pathlib.Path) -> None:
     (tmp_path / "dest").mkdir()
-    with staging.Staging(tmp_path / "dest") as stage:
-        staged = stage.stage(path="a", size=10, identity="old")
+    async with staging.Staging(tmp_path / "dest") as stage:
+        staged = await stage.stage(path="a", size=10, identity="old")
         staged.mark(0, 5)
         await staged.checkpoint(force=True)
-        assert stage.stage(path="a", size=10, identity="old").completed == ((0, 5),)
-        assert stage.stage(path="a", size=10, identity="new").completed == ()
+        assert (await stage.stage(path="a", size=10, identity="old")).completed == ((0, 5),)
+        assert (await stage.stage(path="a", size=10, identity="new")).completed == ()
 
 
 async def test_authorization_is_dropped_on_a_redirect_to_another_host(
@@ -282,3 +299,54 @@ async def test_cancelling_a_fetch_leaves_no_task_running(
         and task.get_coro().cr_code.co_filename.startswith(engine_dir)  # type: ignore[union-attr]
     ]
     assert leftovers == []
+
+
+async def test_cancelling_a_fetch_returns_only_after_the_transfer_threads_stopped_writing(
+    tmp_path: pathlib.Path, server: Server
+) -> None:
+    server.misbehave = ["stall"] * 4
+    options = engine.Options(
+        multipart_concurrency=4, multipart_threshold=75_000, stall_timeout=30, backoff_base=0.01
+    )
+    task = asyncio.create_task(fetch(tmp_path, Backend(f"{server.origin}/data"), options))
+    await wait_until(lambda: len(server.log) >= 4)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Every transfer thread is gone with its pool: nothing writes into the staging directory.
+    transfer_threads = [
+        t for t in threading.enumerate() if t.name.startswith("model-agent-transfer")
+    ]
+    assert transfer_threads == []
+    part = next((tmp_path / "dest" / staging.STAGING_NAME).glob("*.part"))
+    before = part.stat()
+    await asyncio.sleep(0.3)
+    assert part.stat().st_mtime_ns == before.st_mtime_ns
+
+
+async def test_in_order_bytes_are_hashed_inline_and_only_out_of_order_bytes_are_read_back(
+    tmp_path: pathlib.Path, server: Server, data: bytes
+) -> None:
+    expected = checksums.Checksum("sha256", hashlib.sha256(data).hexdigest())
+    _staged, fetcher = await fetch(tmp_path, Backend(f"{server.origin}/data"), expected=expected)
+    digest = fetcher.digest  # type: ignore[attr-defined]
+    assert digest.inline_bytes + digest.read_back_bytes == SIZE
+    assert digest.inline_bytes >= 75_000  # at least the first part, hashed from memory
+
+
+async def test_a_single_connection_file_is_hashed_without_reading_anything_back(
+    tmp_path: pathlib.Path, server: Server, data: bytes
+) -> None:
+    expected = checksums.Checksum("sha256", hashlib.sha256(data).hexdigest())
+    options = dataclasses.replace(FAST, multipart_threshold=10**9)
+    _, fetcher = await fetch(tmp_path, Backend(f"{server.origin}/data"), options, expected=expected)
+    digest = fetcher.digest  # type: ignore[attr-defined]
+    assert (digest.inline_bytes, digest.read_back_bytes) == (SIZE, 0)
+
+
+async def test_a_wrong_digest_fails_even_when_every_byte_was_hashed_inline(
+    tmp_path: pathlib.Path, server: Server
+) -> None:
+    wrong = checksums.Checksum("sha256", "0" * 64)
+    with pytest.raises(errors.ChecksumMismatchError, match=r"model\.bin"):
+        await fetch(tmp_path, Backend(f"{server.origin}/data"), expected=wrong)

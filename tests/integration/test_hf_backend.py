@@ -321,7 +321,7 @@ async def test_progress_reports_every_phase_and_ends_complete(
 
 async def test_no_space_is_a_clear_permanent_error(tmp_path: pathlib.Path) -> None:
     with pytest.raises(errors.NoSpaceError, match="bytes needed") as caught:
-        staging.check_space(tmp_path, 10**18, what="model")
+        await staging.check_space(tmp_path, 10**18, what="model")
     assert not caught.value.retryable
 
 

@@ -6,6 +6,9 @@ Aspects covered:
   embedding model; a config in a usual subfolder is found; a diffusers pipeline sums its
   components (without double-counting fp16 variants) and takes its context from the text
   encoder;
+- headers are read by the safetensors library (fixtures come from its serializer) after this
+  project's own length cap; what it refuses fails naming the file, an unknown dtype names the
+  tensor;
 - errors name the file: a missing shard, a 2^63 or 200 MB header claim, a truncated file,
   non-JSON config, a 50 MB config.json, a folder that is not a model; memory stays bounded
   while rejecting them;
@@ -268,6 +271,66 @@ def test_a_truncated_safetensors_file_is_an_error_naming_it(tmp_path: pathlib.Pa
     path.write_bytes(data[:5])
     with pytest.raises(errors.ModelInfoError, match="shorter than"):
         inspection.inspect_directory(tmp_path)
+
+
+def _raw_file(path: pathlib.Path, header: dict[str, Any], data_size: int) -> None:
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(data_size))
+
+
+def test_the_reference_reader_reads_what_the_reference_serializer_wrote(
+    tmp_path: pathlib.Path,
+) -> None:
+    tensors = {"a": ("BF16", (4, 8)), "b": ("F8_E4M3", (16,)), "c": ("I64", (3,))}
+    path = tmp_path / "model.safetensors"
+    modelfiles.write_safetensors(path, tensors, metadata={"format": "pt"})
+    header = inspection.read_header(path)
+    assert {t.name: (t.dtype, t.shape) for t in header.tensors} == {
+        "a": ("BF16", (4, 8)),
+        "b": ("F8_E4M3", (16,)),
+        "c": ("I64", (3,)),
+    }
+    assert header.metadata == {"format": "pt"}
+    assert sum(t.end - t.begin for t in header.tensors) == 64 + 16 + 24
+
+
+def test_overlapping_tensors_that_pass_size_checks_are_refused_by_the_reference_reader(
+    tmp_path: pathlib.Path,
+) -> None:
+    # Each entry alone is consistent (4 F32 = 16 bytes inside a 16-byte data section), so
+    # only a reader that checks that offsets tile the data (the library) refuses the file.
+    path = tmp_path / "model.safetensors"
+    entry = {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}
+    _raw_file(path, {"a": entry, "b": entry}, 16)
+    with pytest.raises(errors.ModelInfoError, match="invalid safetensors header") as caught:
+        inspection.read_header(path)
+    assert str(path) in str(caught.value)
+
+
+def test_an_unknown_dtype_is_named_with_its_tensor(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "model.safetensors"
+    _raw_file(path, {"w": {"dtype": "F2_NEW", "shape": [4], "data_offsets": [0, 1]}}, 1)
+    with pytest.raises(errors.ModelInfoError, match=r"tensor 'w': unknown dtype 'F2_NEW'"):
+        inspection.read_header(path)
+
+
+def test_a_header_over_the_cap_is_refused_before_the_library_parses_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    # 20 MiB is within the format's 100 MB limit (the library would parse it) but over ours.
+    path = tmp_path / "model.safetensors"
+    length = 20 * 1024 * 1024
+    with path.open("wb") as out:
+        out.write(struct.pack("<Q", length))
+        out.truncate(8 + length + 16)
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.ModelInfoError, match="exceeds"):
+            inspection.read_header(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
 
 
 def test_a_non_json_config_is_an_error_naming_it(tmp_path: pathlib.Path) -> None:
