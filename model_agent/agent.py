@@ -69,7 +69,7 @@ class Agent:
         retry_max: float = 300.0,
         failed_retry: float = 1800.0,
         post_events: bool = True,
-        repair_interval: float = 60.0,
+        repair_interval: float | None = None,
         stuck_after: float | None = None,
     ) -> None:
         self.config = config
@@ -80,7 +80,11 @@ class Agent:
         self.state_dir = state_dir or root / spec.STATE_DIR_NAME
         self.max_attempts, self.retry_base, self.retry_max = max_attempts, retry_base, retry_max
         self.failed_retry = failed_retry
-        self.repair_interval = repair_interval
+        #: The resync period (jittered): ConfigMap repair and the sweep for missed deletes.
+        self.repair_interval = repair_interval or config.model_watch_resync_period
+        #: The newest resourceVersion seen per model kind (events and lists): the sweep
+        #: asks for a list not older than it, which the API server serves from its cache.
+        self.versions: dict[str, str] = {}
         self.stuck_after = stuck_after or agent_watchdog.STALL_FACTOR * config.stall_timeout
         self.stuck_restarts = 0
         self.cm = configmap.ConfigMapWriter(
@@ -126,6 +130,7 @@ class Agent:
         except errors.AgentError as exc:
             logger.warning("ignored an event without a model identity: %s", exc)
             return
+        self._saw_version(ref.kind, (body.get("metadata") or {}).get("resourceVersion"))
         lane = self.lanes.get(ref.key)
         if lane is None:
             lane = self.lanes[ref.key] = Lane(ref=ref)
@@ -164,7 +169,7 @@ class Agent:
         await self.work.load_records()
         await asyncio.to_thread(self.work.owners.load)
         existing = await agent_startup.retrying(
-            "list models", lambda: kube_models.list_models(self.api)
+            "list models", lambda: kube_models.list_models(self.api, versions=self.versions)
         )
         await agent_startup.remove_stale(
             work=self.work,
@@ -177,7 +182,10 @@ class Agent:
         )
         for body in existing:
             self.submit(None, body)
-        self._background.append(asyncio.create_task(self._watch_node(), name="node-watch"))
+        since = (raw_node.get("metadata") or {}).get("resourceVersion")
+        self._background.append(
+            asyncio.create_task(self._watch_node(since and str(since)), name="node-watch")
+        )
         self._background.append(asyncio.create_task(self._flush_loop(), name="report-flush"))
         watchdog = agent_watchdog.watch(
             lanes=self.lanes.values,
@@ -213,13 +221,20 @@ class Agent:
         logger.info("agent stopped")
 
     def health(self) -> dict[str, Any]:
+        """The agent's state from memory (no API request): the node watch task alive, and
+        its stream open or reconnecting for less than the relist window plus a minute."""
         watch = self._background[0] if self._background else None
         watching = watch is not None and not watch.done()
         healthy = not self._started or watching or self._stopping
+        is_open, since = self.nodes.watch_state
+        closed_for = 0.0 if is_open else time.monotonic() - since
         return {
             "healthy": healthy,
             "reason": None if healthy else "node watch ended",
             "started": self._started,
+            "watch_open": is_open,
+            "watch_closed_for": round(closed_for, 1),
+            "watch_ready": watching and closed_for <= self.config.relist_window + 60.0,
             "queue_depth": self._slots.waiting,
             "active_workers": self._slots.active,
             "models": len(self.lanes),
@@ -471,7 +486,7 @@ class Agent:
                     lane.task.cancel()
                 self._kick(lane)
 
-    async def _watch_node(self) -> None:
+    async def _watch_node(self, since: str | None) -> None:
         async def on_node(raw: dict[str, Any]) -> None:
             self._set_node(raw)
 
@@ -479,6 +494,8 @@ class Agent:
             on_node,
             timeout_seconds=int(self.config.model_watch_resync_period),
             stop=self._stop_event,
+            window=self.config.relist_window,
+            since=since,
         )
 
     async def _flush_loop(self) -> None:
@@ -492,13 +509,31 @@ class Agent:
             sweep=self._sweep_deleted,
         )
 
+    def _saw_version(self, kind: str, version: Any) -> None:
+        """Keep the newest resourceVersion seen for ``kind`` (compared as numbers when both
+        are, as etcd's are; otherwise the latest to arrive wins)."""
+        if not version:
+            return
+        old, new = self.versions.get(kind), str(version)
+        if old is not None and old.isdigit() and new.isdigit() and int(new) < int(old):
+            return
+        self.versions[kind] = new
+
     async def _sweep_deleted(self) -> None:
         """Delete the models whose deletion no event reported: a watch that resumes after
-        its history expired (410 Gone) relists only the survivors. A lane is swept only when
-        its last event came before the listing began and the listing lacks it."""
+        its history expired (410 Gone) relists only the survivors. Runs once per resync
+        period; the list is served from the API server's watch cache (not older than the
+        newest version seen). A lane is swept only when its last event came before the
+        listing began and the listing lacks it."""
         began = time.monotonic()
         present: set[tuple[str, str, str]] = set()
-        for body in await kube_models.list_models(self.api):
+        listed: dict[str, str] = {}
+        bodies = await kube_models.list_models(
+            self.api, not_older_than=dict(self.versions), versions=listed
+        )
+        for kind, version in listed.items():
+            self._saw_version(kind, version)
+        for body in bodies:
             with contextlib.suppress(errors.AgentError):
                 present.add(spec.identify(body).key)
         for lane in list(self.lanes.values()):

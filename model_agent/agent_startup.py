@@ -1,7 +1,8 @@
 """The agent's start-up and upkeep: retry the first API calls; clean up after models that
 were deleted while it was down (their ConfigMap entries, Node labels and, when the agent's
-record says it owns them, their files); and the loop that re-sends failed report writes and
-periodically puts back entries, labels or a whole ConfigMap that someone else removed."""
+record says it owns them, their files); and the loop that re-sends failed report writes and,
+once per (jittered) resync period, puts back entries, labels or a whole ConfigMap that someone
+else removed and sweeps for models deleted without an event."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from model_agent import agent_work, errors, report, spec
+from model_agent import agent_work, errors, pacing, report, spec
 from model_agent.kube import configmap, nodes
 
 __all__ = ["remove_stale", "retrying", "upkeep"]
@@ -95,10 +96,11 @@ async def upkeep(
     stop: asyncio.Event,
     sweep: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Until ``stop``: re-send pending writes every ``interval``; every ``repair_interval``
-    also reconcile the ConfigMap and the labels against the latest node snapshot, and
-    ``sweep`` (the agent's check for models deleted without an event)."""
-    repaired_at = time.monotonic()
+    """Until ``stop``: re-send pending writes every ``interval`` (no request when nothing is
+    pending); about every ``repair_interval`` (jittered, see ``pacing.resync``) also
+    reconcile the ConfigMap (one GET) and the labels against the latest node snapshot (no
+    request), and ``sweep`` (the agent's check for models deleted without an event)."""
+    repair_at = time.monotonic() + pacing.resync(repair_interval)
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
@@ -109,8 +111,8 @@ async def upkeep(
                 await cm.flush()
             if node.pending:
                 await node.flush()
-            if time.monotonic() - repaired_at >= repair_interval:
-                repaired_at = time.monotonic()
+            if time.monotonic() >= repair_at:
+                repair_at = time.monotonic() + pacing.resync(repair_interval)
                 await cm.reconcile()
                 await node.reconcile(labels())
                 if sweep is not None:

@@ -1,8 +1,9 @@
 """Health checks of the agent that need no Kubernetes API: directories, event loop, workers.
 
 A check is an async callable answering ``(ok, detail)``; ``HealthChecks`` bundles the three
-the HTTP server serves (``/healthz``, ``/readyz``, ``/livez``). The agent adds its own checks
-(API reachable, watches open) and combines them with ``all_of``.
+the HTTP server serves (``/healthz``, ``/readyz``, ``/livez``). The agent adds its own check
+(its node watch open, read from memory: a probe sends no API request) and combines them with
+``all_of``.
 
 - ``directory_writable``: the directory exists, is a directory, and a file can really be
   created in it (``os.access`` lies on read-only mounts for some filesystems and for root).

@@ -97,6 +97,8 @@ class PullResult:
     bytes_downloaded: int
     files: int
     bytes_hashed: int = 0
+    #: The size of the whole placed model (every file), downloaded or already complete.
+    bytes_total: int = 0
 
 
 def _filters_shapes(request: PullRequest) -> bool:
@@ -275,7 +277,9 @@ async def pull(
             metrics.download_failed(labels, reason="Error")
         raise
     if metrics is not None and labels is not None and result.bytes_downloaded + result.bytes_hashed:
-        metrics.download_succeeded(labels, seconds=time.monotonic() - started)
+        metrics.download_succeeded(
+            labels, seconds=time.monotonic() - started, nbytes=result.bytes_total
+        )
     return result
 
 
@@ -331,7 +335,8 @@ async def _pull(
                 dataclasses.replace(stored, config=result_config), state_dir=state_dir
             )
         log.info("model at %s is complete (manifest matches the disk)", request.destination)
-        return PullResult(result_config, stored.revision, 0, len(stored.files))
+        total = sum(e.size for e in stored.files)
+        return PullResult(result_config, stored.revision, 0, len(stored.files), 0, total)
 
     tracker = files.Tracker(callback)
     tracker.emit(force=True)
@@ -372,6 +377,7 @@ async def _pull(
         worker.fetcher.bytes_received,
         len(record.files),
         worker.verifier.bytes_hashed,
+        sum(e.size for e in record.files),
     )
 
 

@@ -97,15 +97,21 @@ def _checks(
     config: settings.Settings, agent: agent_module.Agent, loop: health.LoopLagMonitor
 ) -> health.HealthChecks:
     async def watching() -> tuple[bool, str]:
+        """Ready from the node watch's state in memory: a probe costs no API request."""
         state = agent.health()
-        ok = bool(state["started"] and state["healthy"])
-        return ok, "node watch open" if ok else f"agent not ready: {state['reason']}"
+        if not state["started"]:
+            return False, "agent not started"
+        if not state["healthy"]:
+            return False, f"agent not ready: {state['reason']}"
+        if state["watch_open"]:
+            return True, "node watch open"
+        closed = f"node watch reconnecting for {state['watch_closed_for']:g}s"
+        return bool(state["watch_ready"]), closed
 
     return health.agent_checks(
         models_root=config.models_root_dir,
         temp_dir=config.temp_dir,
         loop=loop,
         workers=health.workers_alive(agent.background_tasks),
-        api=health.reachable("kubernetes API", agent.nodes.get),
         watches=watching,
     )

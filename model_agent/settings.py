@@ -369,8 +369,19 @@ FLAGS: tuple[Flag, ...] = (
         "--model-watch-resync-period",
         "10m",
         parse_duration,
-        "Watch timeout after which model and node watches are reopened and re-listed.",
+        "Resync period: watches are reopened (resuming where they were, no relist) and "
+        "the models are re-listed once, from the API server's watch cache, to catch a "
+        "missed delete; each agent's period is jittered by +-20 %.",
         ("MODEL_AGENT_MODEL_WATCH_RESYNC_PERIOD",),
+    ),
+    Flag(
+        "relist_window",
+        "--relist-window",
+        "30s",
+        parse_duration,
+        "After a lost watch, the reconnect or relist waits a random time within this "
+        "window, so the agents of a large cluster do not all arrive in the same second.",
+        ("MODEL_AGENT_RELIST_WINDOW",),
     ),
     Flag(
         "port",
@@ -467,6 +478,7 @@ class Settings:
     max_concurrent_reconciles: int = 10
     config_map_sync_interval: float = 30.0
     model_watch_resync_period: float = 600.0
+    relist_window: float = 30.0
     port: int = 8080
     metrics_port: int = 8080
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"

@@ -20,6 +20,7 @@ from kubernetes_asyncio import client
 
 from model_agent import errors, metrics, report
 from model_agent.kube import client as kube_client
+from model_agent.kube import keyed
 
 __all__ = ["ConfigMapWriter"]
 
@@ -49,9 +50,7 @@ class ConfigMapWriter:
         self._base_delay = base_delay
         self._max_delay = max_delay
         self.owned: dict[str, str] = {}
-        self._desired: dict[str, str | None] = {}
-        self._written: dict[str, str | None] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.keys = keyed.KeyedWrites()
 
     # --- reading -------------------------------------------------------------------------
 
@@ -87,7 +86,7 @@ class ConfigMapWriter:
         restart): writing the same value again then costs no request."""
         for key, value in data.items():
             if report.is_model_configmap_key(key):
-                self._written[key] = value
+                self.keys.written[key] = value
                 self.owned[key] = value
 
     # --- writing -------------------------------------------------------------------------
@@ -95,27 +94,27 @@ class ConfigMapWriter:
     @property
     def pending(self) -> dict[str, str | None]:
         """Values accepted by ``write`` that have not reached the API server yet."""
-        return {k: v for k, v in self._desired.items() if self._written.get(k, "") != v}
+        return self.keys.pending
 
     def knows(self, key: str) -> bool:
         """Whether this agent wrote (or is writing) a value for ``key``."""
-        return self._written.get(key) is not None or self._desired.get(key) is not None
+        return self.keys.knows(key)
 
     async def write(self, key: str, value: str | None) -> bool:
         """Set (or with None remove) one entry; False when it already had that value.
         Raises a RetryableError when every attempt failed; the value then stays pending
         for ``flush``."""
-        self._desired[key] = value
+        self.keys.desired[key] = value
         return await self._sync(key)
 
     async def _sync(self, key: str) -> bool:
         """Bring one entry to its newest wanted value (never an older one)."""
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            latest = self._desired[key]
-            if key in self._written and self._written[key] == latest:
+        async with self.keys.turn(key):
+            latest = self.keys.desired[key]
+            if self.keys.up_to_date(key):
                 return False
             await self._write_with_retries(key, latest)
-            self._written[key] = latest
+            self.keys.written[key] = latest
             if latest is None:
                 self.owned.pop(key, None)
             else:
@@ -145,9 +144,9 @@ class ConfigMapWriter:
             return len(self.owned)
         repaired = 0
         for key, value in list(self.owned.items()):
-            if data.get(key) != value and self._desired.get(key, value) == value:
-                self._desired[key] = value
-                self._written.pop(key, None)
+            if data.get(key) != value and self.keys.desired.get(key, value) == value:
+                self.keys.desired[key] = value
+                self.keys.forget(key)
                 await self._sync(key)
                 repaired += 1
         return repaired

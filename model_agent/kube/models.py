@@ -1,5 +1,6 @@
 """BaseModel and ClusterBaseModel objects through the API: list both kinds (the startup
-inventory that tells stale ConfigMap entries and labels apart), and fill empty spec fields
+inventory that tells stale ConfigMap entries and labels apart, and the periodic sweep for
+missed deletes, served from the API server's watch cache), and fill empty spec fields
 (``--write-spec``, on by default, as OME's agent does).
 
 ``fill_spec`` reads the newest object, asks ``compute`` what is still missing, and sends a
@@ -42,16 +43,34 @@ _MERGE = "application/merge-patch+json"
 FILL_ATTEMPTS = 6
 
 
-async def list_models(api: client.ApiClient) -> list[dict[str, Any]]:
-    """Every BaseModel (all namespaces) and ClusterBaseModel, with ``kind`` set on each."""
+async def list_models(
+    api: client.ApiClient,
+    *,
+    not_older_than: Mapping[str, str] | None = None,
+    versions: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Every BaseModel (all namespaces) and ClusterBaseModel, with ``kind`` set on each.
+
+    Without ``not_older_than`` each kind is listed in pages of 500 from the latest state (a
+    quorum read). With a resourceVersion for a kind (``{"BaseModel": "123"}``), that kind is
+    listed whole with ``resourceVersionMatch=NotOlderThan``: the API server answers from its
+    watch cache with a state at least as new as that version, without reading etcd; a kind
+    missing from the mapping is listed with ``resourceVersion=0`` (any cached state).
+    ``versions``, when given, receives each list's resourceVersion by kind."""
     custom: Any = client.CustomObjectsApi(api)
     found: list[dict[str, Any]] = []
     for kind, plural in PLURALS.items():
+        options: dict[str, Any] = {"limit": 500}
+        if not_older_than is not None:
+            since = not_older_than.get(kind)
+            options = {"resource_version": since or "0"}
+            if since:
+                options["resource_version_match"] = "NotOlderThan"
         continue_token: str | None = None
         while True:
             try:
                 page = await custom.list_cluster_custom_object(
-                    GROUP, VERSION, plural, limit=500, _continue=continue_token
+                    GROUP, VERSION, plural, _continue=continue_token, **options
                 )
             except Exception as exc:
                 raise kube_client.api_error(exc, f"list {plural}") from exc
@@ -59,7 +78,10 @@ async def list_models(api: client.ApiClient) -> list[dict[str, Any]]:
                 if isinstance(item, dict):
                     item.setdefault("kind", kind)
                     found.append(item)
-            continue_token = (page.get("metadata") or {}).get("continue") or None
+            meta = page.get("metadata") or {}
+            if versions is not None and meta.get("resourceVersion"):
+                versions[kind] = str(meta["resourceVersion"])
+            continue_token = meta.get("continue") or None
             if not continue_token:
                 break
     return found

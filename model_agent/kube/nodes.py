@@ -2,24 +2,29 @@
 
 Labels are written with a JSON merge patch of the changed keys only, serialized and coalesced
 per label (the newest value wins), retried up to ``--node-label-retry`` times on 409, 429,
-5xx and network errors. The watch asks the server for this node only (field selector
-``metadata.name=<node>``, also checked here) with ``timeoutSeconds``, so a dead stream is
-noticed and the node re-read; every fresh snapshot is handed to the callback.
+5xx and network errors, with jittered backoff. Per-label state is dropped once a label's
+removal is written. The watch asks the server for this node only (field selector
+``metadata.name=<node>``, also checked here) with ``timeoutSeconds`` and bookmarks, resumes
+from the last resourceVersion it saw, and relists only on 410 Gone (see ``watch``); every
+fresh snapshot is handed to the callback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
 
-from model_agent import errors, report
+from model_agent import errors, pacing, report
 from model_agent.kube import client as kube_client
+from model_agent.kube import keyed
 
 __all__ = ["NodeClient"]
 
@@ -48,9 +53,11 @@ class NodeClient:
         self._attempts = retries + 1
         self._base_delay = base_delay
         self._max_delay = max_delay
-        self._desired: dict[str, str | None] = {}
-        self._written: dict[str, str | None] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.keys = keyed.KeyedWrites()
+        self._open, self._open_changed = False, time.monotonic()
+        self._last_version: str | None = None
+        #: How many times the node was listed by the watch (tests and the simulation).
+        self.relists = 0
 
     async def get(self) -> dict[str, Any]:
         """The Node as a plain dict. Raises NotFoundError or a retryable error."""
@@ -58,43 +65,49 @@ class NodeClient:
             node = await _json(await self._core.read_node(self.name, _preload_content=False))
         except Exception as exc:
             raise kube_client.api_error(exc, f"read node {self.name}") from exc
+        seen = (node.get("metadata") or {}).get("resourceVersion")
+        self._last_version = str(seen) if seen else self._last_version
         return node
 
     @property
     def pending(self) -> dict[str, str | None]:
-        return {k: v for k, v in self._desired.items() if self._written.get(k, "") != v}
+        return self.keys.pending
 
     def knows(self, key: str) -> bool:
         """Whether this agent set (or is setting) ``key``."""
-        return self._written.get(key) is not None or self._desired.get(key) is not None
+        return self.keys.knows(key)
 
     async def set_label(self, key: str, value: str | None) -> None:
         """Set (None: remove) one label. Raises the last error when every attempt failed."""
-        self._desired[key] = value
+        self.keys.desired[key] = value
         await self._sync(key)
 
     async def _sync(self, key: str) -> None:
         """Bring one label to its newest wanted value (never an older one)."""
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            latest = self._desired[key]
-            if key in self._written and self._written[key] == latest:
+        async with self.keys.turn(key):
+            latest = self.keys.desired[key]
+            if self.keys.up_to_date(key):
                 return
             await self._patch_with_retries(key, latest)
-            self._written[key] = latest
+            self.keys.written[key] = latest
 
     def seed(self, labels: Mapping[str, str]) -> None:
         """Take the model labels the Node already has as written (after a restart)."""
         for key, value in labels.items():
             if report.is_model_label(key):
-                self._written[key] = value
+                self.keys.written[key] = value
 
     async def reconcile(self, labels: Mapping[str, str]) -> int:
         """Put back every label this agent set that ``labels`` (a fresh snapshot) lacks or
         has with another value; the number rewritten."""
         repaired = 0
-        for key, value in list(self._written.items()):
-            if value is not None and labels.get(key) != value and self._desired.get(key) == value:
-                self._written.pop(key, None)
+        for key, value in list(self.keys.written.items()):
+            if (
+                value is not None
+                and labels.get(key) != value
+                and self.keys.desired.get(key) == value
+            ):
+                self.keys.forget(key)
                 await self._sync(key)
                 repaired += 1
         return repaired
@@ -129,38 +142,79 @@ class NodeClient:
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
 
     async def watch(
-        self, on_node: NodeCallback, *, timeout_seconds: int, stop: asyncio.Event
+        self,
+        on_node: NodeCallback,
+        *,
+        timeout_seconds: int,
+        stop: asyncio.Event,
+        window: float = 30.0,
+        since: str | None = None,
     ) -> None:
         """Call ``on_node`` with every fresh snapshot of the own Node until ``stop`` is set.
-        Each round lists the node (a fresh snapshot even when events were missed), then
-        watches from that resourceVersion until the server closes the stream."""
+
+        Watches from ``since`` (the resourceVersion of a snapshot the caller already has),
+        else lists first. A stream the server ends after ``timeout_seconds`` is resumed at
+        once from the last resourceVersion seen (events and bookmarks): no relist. A stream
+        lost early (a dropped connection, an API server restart) is resumed after a random
+        delay within ``window``; only a 410 Gone (the history is gone) relists, also after
+        such a delay, asking for a state not older than the last one seen, which the API
+        server answers from its watch cache."""
         selector = f"metadata.name={self.name}"
-        failures = 0
+        version, failures, delay = since, 0, 0.0
         while not stop.is_set():
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                if stop.is_set():
+                    return
             try:
-                listing = await _json(
-                    await self._core.list_node(field_selector=selector, _preload_content=False)
-                )
-                version = (listing.get("metadata") or {}).get("resourceVersion")
-                for item in listing.get("items") or []:
-                    if (
-                        isinstance(item, dict)
-                        and (item.get("metadata") or {}).get("name") == self.name
-                    ):
-                        await on_node(item)
-                await self._stream(on_node, selector, version, timeout_seconds, stop)
+                if version is None:
+                    version = await self._relist(on_node, selector)
+                began = time.monotonic()
+                version = await self._stream(on_node, selector, version, timeout_seconds, stop)
                 failures = 0
+                lasted = time.monotonic() - began
+                delay = 0.0 if lasted >= 0.9 * timeout_seconds else pacing.spread(window)
             except asyncio.CancelledError:
                 raise
+            except _Expired:
+                logger.info("node watch history expired (410): relisting the node")
+                version, failures, delay = None, 0, pacing.spread(window)
             except Exception as exc:
                 failures += 1
                 error = kube_client.api_error(exc, f"watch node {self.name}")
                 logger.warning("node watch restarts after: %s", error)
-                delay = min(self._max_delay * 2, self._base_delay * 2 ** min(failures, 8))
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
+                retry = min(max(window, self._max_delay), self._base_delay * 2**failures)
+                delay = pacing.spread(window) if failures == 1 else pacing.jittered(retry)
+            finally:
+                self._set_open(False)
+
+    @property
+    def watch_state(self) -> tuple[bool, float]:
+        """(whether the node watch stream is open now, monotonic time it last changed)."""
+        return self._open, self._open_changed
+
+    def _set_open(self, value: bool) -> None:
+        if value != self._open:
+            self._open, self._open_changed = value, time.monotonic()
+
+    async def _relist(self, on_node: NodeCallback, selector: str) -> str | None:
+        """List the own Node (not older than the last version seen: cache-served)."""
+        self.relists += 1
+        since = self._last_version
+        listing = await _json(
+            await self._core.list_node(
+                field_selector=selector,
+                resource_version=since or "0",
+                resource_version_match="NotOlderThan" if since else None,
+                _preload_content=False,
+            )
+        )
+        version = (listing.get("metadata") or {}).get("resourceVersion")
+        for item in listing.get("items") or []:
+            if isinstance(item, dict) and (item.get("metadata") or {}).get("name") == self.name:
+                await on_node(item)
+        return str(version) if version else None
 
     async def _stream(
         self,
@@ -169,34 +223,53 @@ class NodeClient:
         version: str | None,
         timeout_seconds: float,
         stop: asyncio.Event,
-    ) -> None:
-        """One watch request, read line by line until the server ends it."""
-        response = await self._core.list_node(
-            field_selector=selector,
-            resource_version=version,
-            watch=True,
-            timeout_seconds=max(1, int(timeout_seconds)),
-            _preload_content=False,
-            _request_timeout=max(1, int(timeout_seconds)) + 30,
-        )
-        _check(response)
+    ) -> str | None:
+        """One watch request, read line by line until the server ends it; the last
+        resourceVersion seen. Raises ``_Expired`` on 410 Gone."""
+        try:
+            response = await self._core.list_node(
+                field_selector=selector,
+                resource_version=version,
+                allow_watch_bookmarks=True,
+                watch=True,
+                timeout_seconds=max(1, int(timeout_seconds)),
+                _preload_content=False,
+                _request_timeout=max(1, int(timeout_seconds)) + 30,
+            )
+            _check(response)
+        except client.ApiException as exc:
+            if exc.status == 410:
+                raise _Expired() from exc
+            raise
+        self._set_open(True)
         try:
             while not stop.is_set():
                 line = await response.content.readline()
                 if not line:
-                    return
+                    return version
                 if len(line) > _MAX_EVENT:
                     raise errors.ServerError("node watch event too large")
                 event = json.loads(line)
                 kind, raw = event.get("type"), event.get("object")
                 if kind == "ERROR":
                     code = raw.get("code") if isinstance(raw, dict) else None
+                    if code == 410:
+                        raise _Expired()
                     raise errors.ServerError(f"node watch error event (code {code})")
-                if kind in ("ADDED", "MODIFIED") and isinstance(raw, dict):
-                    if (raw.get("metadata") or {}).get("name") == self.name:
-                        await on_node(raw)
+                if not isinstance(raw, dict):
+                    continue
+                seen = (raw.get("metadata") or {}).get("resourceVersion")
+                if seen:
+                    version = self._last_version = str(seen)
+                if kind in ("ADDED", "MODIFIED") and raw["metadata"].get("name") == self.name:
+                    await on_node(raw)
+            return version
         finally:
             response.release()
+
+
+class _Expired(Exception):
+    """The watch cannot resume: its resourceVersion is older than the kept history."""
 
 
 async def _json(response: Any) -> dict[str, Any]:

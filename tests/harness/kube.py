@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from tests.harness import kube_faults, kube_http, kube_patch, kube_tls
+from tests.harness import kube_counting, kube_faults, kube_http, kube_patch, kube_tls
 from tests.harness.kube_resources import CRD_DIR, Catalog, Resource, default_catalog
 from tests.harness.kube_store import Store
 
@@ -81,6 +81,8 @@ class FakeKube:
         self.server_errors: list[str] = []
         self._api = kube_http.Api(self.store, self.catalog)
         self.faults = kube_faults.Faults()
+        #: Every request by verb, resource and agent (see ``kube_counting``).
+        self.counter = kube_counting.Counter(self.catalog)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -135,6 +137,17 @@ class FakeKube:
         pathlib.Path(self.kubeconfig).write_text(json.dumps(config))
         return self
 
+    def add_agent(self, name: str) -> str:
+        """Accept a bearer token of its own for the agent ``name`` (requests are counted
+        per agent by it); the path of a kubeconfig that carries it."""
+        token = f"agent-{name}"
+        self.counter.agents[token] = name
+        config = json.loads(pathlib.Path(self.kubeconfig).read_text())
+        config["users"][0]["user"]["token"] = token
+        path = self._dir / f"kubeconfig-{name}"
+        path.write_text(json.dumps(config))
+        return str(path)
+
     def stop(self) -> None:
         if self._thread is not None and self._loop is not None and self._stopping is not None:
             self.store.close_watches()
@@ -163,7 +176,9 @@ class FakeKube:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        app = web.Application(client_max_size=kube_http.MAX_BODY_BYTES)
+        app = web.Application(
+            client_max_size=kube_http.MAX_BODY_BYTES, middlewares=[self.counter.middleware]
+        )
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(
             app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
@@ -209,7 +224,8 @@ class FakeKube:
 
     async def _answer(self, request: web.Request, query: dict[str, str]) -> web.StreamResponse:
         if self.token is not None and request.path not in _PUBLIC_PATHS:
-            if request.headers.get("Authorization") != f"Bearer {self.token}":
+            bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if bearer != self.token and bearer not in self.counter.agents:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
         target = kube_http.parse_path(self.catalog, request.path)
         verb = None if target is None else kube_http.verb_of(request.method, target, query)

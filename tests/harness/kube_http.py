@@ -147,6 +147,9 @@ class Api:
     def __init__(self, store: Store, catalog: Catalog) -> None:
         self.store, self.catalog = store, catalog
         self._openapi: dict[str, Any] = {}
+        #: Seconds between the BOOKMARK events of a watch that asked for them
+        #: (``allowWatchBookmarks``); a real API server sends one about every minute.
+        self.bookmark_interval = 60.0
 
     # --- discovery -----------------------------------------------------------------------
 
@@ -419,6 +422,8 @@ class Api:
         timeout = _number(query, "timeoutSeconds")
         deadline = None if timeout is None else loop.time() + timeout
         tables = _TableEvents(target.resource, query) if self._wants_table(request) else None
+        bookmarks = is_true(query.get("allowWatchBookmarks"))
+        next_bookmark = loop.time() + self.bookmark_interval
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         try:
             await response.prepare(request)
@@ -430,10 +435,18 @@ class Api:
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
                     break
+                wait = remaining
+                if bookmarks:
+                    until_bookmark = max(0.0, next_bookmark - loop.time())
+                    wait = until_bookmark if wait is None else min(wait, until_bookmark)
                 try:
-                    event = await asyncio.wait_for(queue.get(), remaining)
+                    event = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
-                    break
+                    if bookmarks and loop.time() >= next_bookmark:
+                        next_bookmark = loop.time() + self.bookmark_interval
+                        if not await self._bookmark(response, target, queue, tables):
+                            break
+                    continue
                 if event is None:
                     break
                 await _write_event(response, event, tables)
@@ -445,6 +458,29 @@ class Api:
         finally:
             self.store.unwatch(watcher)
         return response
+
+    async def _bookmark(
+        self,
+        response: web.StreamResponse,
+        target: Target,
+        queue: asyncio.Queue[dict[str, Any] | None],
+        tables: _TableEvents | None,
+    ) -> bool:
+        """Write a BOOKMARK with the store's resourceVersion, after every event up to that
+        version (delivery is scheduled under the store lock, so one loop turn queues them
+        all). False when the stream was closed meanwhile."""
+        version = self.store.resource_version
+        await asyncio.sleep(0)
+        while not queue.empty():
+            event = queue.get_nowait()
+            if event is None:
+                return False
+            await _write_event(response, event, tables)
+        res = target.resource
+        meta = {"resourceVersion": str(version)}
+        mark = {"apiVersion": res.api_version, "kind": res.kind, "metadata": meta}
+        await _write_event(response, {"type": "BOOKMARK", "object": mark})
+        return True
 
 
 def _check_fields(res: Resource, body: Any, query: dict[str, str]) -> None:
