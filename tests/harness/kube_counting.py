@@ -33,20 +33,26 @@ WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollectio
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Hit:
-    """One request as counted (``at``: ``time.monotonic()`` when it arrived)."""
+    """One request, counted when it arrives (``at``: ``time.monotonic()``); ``status`` is 0
+    until it is answered (a watch: until its stream ends)."""
 
     at: float
     verb: str
     resource: str
     namespace: str | None
     agent: str | None
-    status: int
+    status: int = 0
+    ended: float | None = None
 
     @property
     def is_write(self) -> bool:
         return self.verb in WRITE_VERBS
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended is None
 
 
 class Counter:
@@ -61,18 +67,18 @@ class Counter:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        at = time.monotonic()
         verb, resource, namespace = self._classify(request)
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        hit = Hit(time.monotonic(), verb, resource, namespace, self.agents.get(token))
+        with self._lock:
+            self.hits.append(hit)
         status = 500
         try:
             response = await handler(request)
             status = response.status
             return response
         finally:
-            hit = Hit(at, verb, resource, namespace, self.agents.get(token), status)
-            with self._lock:
-                self.hits.append(hit)
+            hit.status, hit.ended = status, time.monotonic()
 
     def _classify(self, request: web.Request) -> tuple[str, str, str | None]:
         try:
@@ -113,6 +119,15 @@ class Counter:
             and (wanted_verbs is None or h.verb in wanted_verbs)
             and (resource is None or h.resource == resource)
         ]
+
+    def open_watches(self) -> dict[str | None, dict[str, int]]:
+        """Watch streams open now, per agent and resource."""
+        held: dict[str | None, dict[str, int]] = {}
+        for h in self.snapshot():
+            if h.verb == "watch" and h.is_open:
+                per = held.setdefault(h.agent, {})
+                per[h.resource] = per.get(h.resource, 0) + 1
+        return held
 
     def per_agent(self, hits: Iterable[Hit]) -> dict[str | None, int]:
         return dict(collections.Counter(h.agent for h in hits))
