@@ -38,7 +38,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _agentbench as bench
 
 from tests.harness import modelfiles
-from tests.harness.fleet import MODEL_WATCHES, Fleet
+from tests.harness.fleet import MODEL_WATCHES, Fleet, drop_all_watches
 from tests.harness.kube import FakeKube
 from tests.harness.kube_counting import Hit
 
@@ -185,8 +185,7 @@ def run(kube: FakeKube, fleet: Fleet, options: argparse.Namespace, uri: str) -> 
     ]
     # --- every watch dropped, history compacted ---
     t0 = time.monotonic()
-    kube.compact()
-    kube.close_watches()
+    drop_all_watches(kube)
     time.sleep(options.after_drop)
     after = counter.select(since=t0, until=t0 + options.after_drop)
     lists = [h for h in after if h.verb == "list"]

@@ -179,7 +179,9 @@ class NodeClient:
                 raise
             except _Expired:
                 logger.info("node watch history expired (410): relisting the node")
-                version, failures, delay = None, 0, pacing.spread(window)
+                # a resume that already waited its random turn relists at once
+                version, failures = None, 0
+                delay = 0.0 if delay > 0 else pacing.spread(window)
             except Exception as exc:
                 failures += 1
                 error = kube_client.api_error(exc, f"watch node {self.name}")

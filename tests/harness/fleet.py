@@ -18,10 +18,20 @@ from typing import Any
 from tests.harness.kube import FakeKube
 from tests.harness.operator import AgentProcess, agent_process
 
-__all__ = ["MODEL_WATCHES", "Fleet"]
+__all__ = ["MODEL_WATCHES", "Fleet", "drop_all_watches"]
 
 #: The watches an idle agent holds: both model kinds and its own Node.
 MODEL_WATCHES = ("basemodels", "clusterbasemodels", "nodes")
+
+
+def drop_all_watches(kube: FakeKube) -> None:
+    """An API server restart, as watchers see it: one more change, then the history up to it
+    is forgotten (so every watch, bookmarked or not, resumes from an expired version and
+    gets 410 Gone) and every stream ends."""
+    name = f"restart-{kube.resource_version}"
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    kube.compact()
+    kube.close_watches()
 
 
 class Fleet:
