@@ -42,6 +42,7 @@ class Harness:
             "download_retry": "2",
             "multipart_threshold": "64Ki",
             "stall_timeout": "1s",
+            "relist_window": "0.5s",
         }
         values.update({k: str(v) for k, v in flags.items()})
         return settings.resolve(values, dict(self.environ))

@@ -60,7 +60,7 @@ def test_patch_storms_dropped_watches_and_a_deleted_configmap_converge_without_l
         lambda: agent_process(
             kube_api,
             NODE,
-            args=("--config-map-sync-interval", "0.2"),
+            args=("--config-map-sync-interval", "0.2", "--relist-window", "3s"),
             env={"HF_ENDPOINT": hub.endpoint},
             workdir=tmp_path / "node",
             timeout=60,

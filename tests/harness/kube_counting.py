@@ -136,9 +136,11 @@ class Counter:
         return dict(collections.Counter((h.verb, h.resource) for h in hits))
 
     def verbs_seen(self, *, agents: Iterable[str] | None = None) -> set[tuple[str, str]]:
-        """(resource, verb) pairs answered with a success status."""
+        """(resource, verb) pairs of the resource requests sent, whatever the answer (a GET
+        answered 404 still needed the permission: without it the answer is 403); discovery,
+        which every authenticated client may read, is left out."""
         return {
             (h.resource.split("/")[0], h.verb)
             for h in self.select(agents=agents)
-            if 200 <= h.status < 300 or h.verb == "watch"
+            if h.verb not in ("discovery", "unknown")
         }

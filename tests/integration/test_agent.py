@@ -63,6 +63,7 @@ class Harness:
             "namespace": "ome",
             "config_map_sync_interval": "0.1",
             "download_retry": "0",
+            "relist_window": "0.5s",
         }
         values.update({k: str(v) for k, v in flags.items()})
         return settings.resolve(values, {"HF_ENDPOINT": self.hub.endpoint, **self.environ})

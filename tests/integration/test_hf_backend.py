@@ -125,6 +125,11 @@ async def test_multi_file_model_pulls_in_parts_with_every_sha256_matching(
     assert got("model_agent_verifications_total", {**LABELS._asdict(), "result": "success"}) == len(
         source
     )
+    size = {"model_type": LABELS.model_type}
+    assert got("model_agent_model_size_bytes_count", size) == 1  # every placed model observed
+    assert got("model_agent_model_size_bytes_sum", size) == sum(
+        p.stat().st_size for p in source.values()
+    )
 
 
 async def test_complete_model_reruns_with_nothing_downloaded_or_hashed(
