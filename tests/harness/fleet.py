@@ -100,7 +100,13 @@ class Fleet:
         """Every agent holds its watches (and none has exited)."""
         for agent in self.agents:
             if agent.proc is not None and agent.proc.poll() is not None:
-                raise RuntimeError(f"{agent.node_name} exited:\n{agent.log_text()[-3000:]}")
+                log = agent.log_text()
+                if "address already in use" not in log.lower():
+                    raise RuntimeError(f"{agent.node_name} exited:\n{log[-3000:]}")
+                # a port free_port handed out was taken before the agent bound it: new ports
+                agent.returncode, agent.proc = None, None
+                agent._pick_ports()
+                agent.start()
         held = self.kube.counter.open_watches()
         return all(
             all(held.get(name, {}).get(r, 0) >= 1 for r in MODEL_WATCHES) for name in self.names
