@@ -29,8 +29,8 @@ from kopf._core.engines import probing
 from kopf._core.intents import registries
 
 import handlers  # noqa: F401  (registers the probes with Kopf's default registry)
-from handlers import probes
-from model_agent import health
+from handlers import lifecycle, probes
+from model_agent import health, settings
 from tests.harness.kube import FakeKube
 from tests.harness.operator import run_operator_in_thread
 
@@ -201,11 +201,13 @@ def test_kopf_liveness_through_the_operator_and_every_request_fits_the_rbac(
     url = f"http://127.0.0.1:{free_port()}/healthz"
     agent = StubAgent({"queue_depth": 0, "active_workers": 0, "last_success": None})
     kube_api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+    config = settings.resolve({"node_name": "node-a"}, {})
     with run_operator_in_thread(
         operator_registry(warned),
         kube_api=kube_api,
         memo=kopf.Memo(agent=agent),
         liveness_endpoint=url,
+        settings=lambda kopf_settings: lifecycle.tune(kopf_settings, config),
     ):
         kube_api.create(MODEL_CR)
         kube_api.create(CLUSTER_CR)
