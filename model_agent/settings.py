@@ -371,7 +371,7 @@ FLAGS: tuple[Flag, ...] = (
         parse_duration,
         "Resync period: watches are reopened (resuming where they were, no relist) and "
         "the models are re-listed once, from the API server's watch cache, to catch a "
-        "missed delete; each agent's period is jittered by +-20 %.",
+        "missed delete; each agent's period is 0.8 to 1.2 times this, at random.",
         ("MODEL_AGENT_MODEL_WATCH_RESYNC_PERIOD",),
     ),
     Flag(
