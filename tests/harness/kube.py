@@ -197,9 +197,13 @@ class FakeKube:
             await runner.cleanup()
             # a TLS connection needs loop turns to finish closing: wait for every one to be
             # lost before this loop closes, or its socket is reported leaked later
-            deadline = asyncio.get_running_loop().time() + 2.0
+            deadline = asyncio.get_running_loop().time() + 5.0
             while server is not None and server.connections:
                 if asyncio.get_running_loop().time() > deadline:
+                    for handler in list(server.connections):  # a peer that never answered
+                        if handler.transport is not None:
+                            handler.transport.abort()
+                    await asyncio.sleep(0.05)
                     break
                 await asyncio.sleep(0.005)
 
