@@ -29,7 +29,7 @@ import aiohttp
 
 from model_agent import errors, uris
 from model_agent.egress import clients, policy
-from model_agent.storage import base
+from model_agent.storage import api_session, base
 from model_agent.storage.azure import auth, blobs, sharedkey
 
 __all__ = ["AzureBackend", "status_error"]
@@ -40,7 +40,6 @@ _VERSION = "2021-08-06"
 _PAGE_SIZE = 5000
 _API_ATTEMPTS = 3
 _MAX_PAGES = 100_000
-_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
 _MODES = ("default", "anonymous")
 
 
@@ -66,14 +65,6 @@ def status_error(
     if status >= 500:
         return errors.ServerError(f"{what}: Azure server error {status} {code}", retry_after=wait)
     return errors.PermanentError(f"{what}: Azure answered {status} {code}")
-
-
-def new_session() -> aiohttp.ClientSession:
-    """The one place this backend's API client is built: timeouts, and no environment
-    proxies (each request names its proxy and SSL context from the egress policy)."""
-    return aiohttp.ClientSession(
-        timeout=_TIMEOUT, headers={"User-Agent": "model-agent"}, trust_env=False
-    )
 
 
 class AzureBackend:
@@ -200,7 +191,7 @@ class AzureBackend:
         raise errors.ServerError(f"listing {where}: more than {_MAX_PAGES} pages")
 
     async def pin(self) -> base.Plan:
-        self._session = new_session()
+        self._session = api_session.new_session()
         root = self.folder
         listed = [b for b in await self._list(self.folder) if not b.name.endswith("/")]
         if not listed and self.folder:

@@ -30,7 +30,7 @@ import google.auth.credentials
 
 from model_agent import errors, uris
 from model_agent.egress import clients, policy
-from model_agent.storage import base
+from model_agent.storage import api_session, base
 from model_agent.storage.gcs import addressing, auth, digests
 
 __all__ = ["GCSBackend", "status_error"]
@@ -40,7 +40,6 @@ log = logging.getLogger("model_agent.storage.gcs")
 _PAGE_SIZE = 1000
 _API_ATTEMPTS = 3
 _MAX_PAGES = 100_000
-_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
 
 
 def status_error(
@@ -60,14 +59,6 @@ def status_error(
     if status >= 500:
         return errors.ServerError(f"{what}: GCS server error {status}", retry_after=wait)
     return errors.PermanentError(f"{what}: GCS answered {status}")
-
-
-def new_session() -> aiohttp.ClientSession:
-    """The one place this backend's API client is built: timeouts, and no environment
-    proxies (each request names its proxy and SSL context from the egress policy)."""
-    return aiohttp.ClientSession(
-        timeout=_TIMEOUT, headers={"User-Agent": "model-agent"}, trust_env=False
-    )
 
 
 class GCSBackend:
@@ -193,7 +184,7 @@ class GCSBackend:
 
     async def pin(self) -> base.Plan:
         await asyncio.to_thread(self._connect)
-        self._session = new_session()
+        self._session = api_session.new_session()
         root = self.folder
         items = await self._list()
         if not items:

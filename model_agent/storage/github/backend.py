@@ -30,7 +30,7 @@ import aiohttp
 
 from model_agent import errors, uris
 from model_agent.egress import clients, policy
-from model_agent.storage import base
+from model_agent.storage import api_session, base
 from model_agent.storage.github import releases
 
 __all__ = ["GitHubBackend", "status_error"]
@@ -40,7 +40,6 @@ log = logging.getLogger("model_agent.storage.github")
 _PER_PAGE = 100
 _API_ATTEMPTS = 3
 _MAX_PAGES = 1000
-_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
 _API_VERSION = "2022-11-28"
 
 
@@ -70,14 +69,6 @@ def status_error(
     if status >= 500:
         return errors.ServerError(f"{what}: GitHub server error {status}", retry_after=wait)
     return errors.PermanentError(f"{what}: GitHub answered {status}")
-
-
-def new_session() -> aiohttp.ClientSession:
-    """The one place this backend's API client is built: timeouts, and no environment
-    proxies (each request names its proxy and SSL context from the egress policy)."""
-    return aiohttp.ClientSession(
-        timeout=_TIMEOUT, headers={"User-Agent": "model-agent"}, trust_env=False
-    )
 
 
 class GitHubBackend:
@@ -161,7 +152,7 @@ class GitHubBackend:
         raise AssertionError("unreachable")
 
     async def pin(self) -> base.Plan:
-        self._session = new_session()
+        self._session = api_session.new_session()
         where = f"github://{self.owner}/{self.repository}@{self.tag}"
         url = releases.release_url(self._endpoint.url, self.owner, self.repository, self.tag)
         release, _ = await self._get_json(url, f"reading release {where}")
