@@ -465,7 +465,7 @@ async def test_n_agents_racing_to_fill_one_model_write_it_once(
             for r in kube_api.requests
             if r.method in ("PATCH", "PUT") and "clusterbasemodels" in r.path
         ]
-        assert 1 <= len(writes) <= len(nodes), writes
+        assert 0 < len(writes) <= len(nodes), writes
         assert {r.method for r in writes} == {"PATCH"}
         assert kube_api.get("clusterbasemodels", "race")["spec"]["modelType"] == "llama"
     finally:
