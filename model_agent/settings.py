@@ -429,6 +429,58 @@ FLAGS: tuple[Flag, ...] = (
         ("MODEL_AGENT_WRITE_SPEC",),
     ),
     Flag(
+        "peer_port",
+        "--peer-port",
+        "0",
+        _port,
+        "Port of the peer server, which serves this node's model files to the other agents "
+        "and lets this agent fetch from them (0: peering off).",
+        ("MODEL_AGENT_PEER_PORT",),
+    ),
+    Flag(
+        "peer_address",
+        "--peer-address",
+        None,
+        _text,
+        "Address the peer server binds and advertises to the other agents (the pod IP).",
+        ("MODEL_AGENT_PEER_ADDRESS", "POD_IP"),
+    ),
+    Flag(
+        "peer_token_file",
+        "--peer-token-file",
+        None,
+        _text,
+        "File holding the cluster's peer token; every peer request must carry it "
+        "(required with --peer-port).",
+        ("MODEL_AGENT_PEER_TOKEN_FILE",),
+    ),
+    Flag(
+        "peer_tls_cert",
+        "--peer-tls-cert",
+        None,
+        _text,
+        "Certificate (PEM) the peer server serves HTTPS with (with --peer-tls-key and "
+        "--peer-tls-ca).",
+        ("MODEL_AGENT_PEER_TLS_CERT",),
+    ),
+    Flag(
+        "peer_tls_key",
+        "--peer-tls-key",
+        None,
+        _text,
+        "Private key (PEM) of --peer-tls-cert.",
+        ("MODEL_AGENT_PEER_TLS_KEY",),
+    ),
+    Flag(
+        "peer_tls_ca",
+        "--peer-tls-ca",
+        None,
+        _text,
+        "CA bundle (PEM) that signed the peers' certificates; this agent fetches from peers "
+        "over HTTPS and checks their certificate against it.",
+        ("MODEL_AGENT_PEER_TLS_CA",),
+    ),
+    Flag(
         "log_level",
         "--log-level",
         "info",
@@ -484,6 +536,12 @@ class Settings:
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
     credential_hosts: tuple[str, ...] = ()
     write_spec: bool = True
+    peer_port: int = 0
+    peer_address: str | None = None
+    peer_token_file: str | None = None
+    peer_tls_cert: str | None = None
+    peer_tls_key: str | None = None
+    peer_tls_ca: str | None = None
     log_level: str = "info"
     log_format: str = "text"
     # Environment only (CONTRACT.md): secrets and maps that have no flag.
@@ -587,4 +645,31 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Sett
         data_no_proxy=values.get("data_no_proxy"),
         ca_bundle=values.get("ca_bundle"),
     )
+    _check_peering(values)
     return Settings(**values)
+
+
+def _check_peering(values: Mapping[str, Any]) -> None:
+    """Peering needs an address to advertise and the token; TLS needs all three files."""
+    if not values.get("peer_port"):
+        return
+    if not values.get("peer_address"):
+        raise errors.ConfigError(
+            "--peer-port needs --peer-address: set POD_IP (status.podIP via the downward API) "
+            "or pass --peer-address"
+        )
+    if not values.get("peer_token_file"):
+        raise errors.ConfigError(
+            "--peer-port needs --peer-token-file (the file of the cluster's peer token): "
+            "peers never serve or fetch without it"
+        )
+    tls = [name for name in ("peer_tls_cert", "peer_tls_key", "peer_tls_ca") if values.get(name)]
+    if tls and len(tls) != 3:
+        missing = ", ".join(
+            "--" + n.replace("_", "-")
+            for n in ("peer_tls_cert", "peer_tls_key", "peer_tls_ca")
+            if n not in tls
+        )
+        raise errors.ConfigError(
+            f"peer TLS needs --peer-tls-cert, --peer-tls-key and --peer-tls-ca: {missing} not set"
+        )
