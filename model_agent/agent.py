@@ -31,6 +31,7 @@ from kubernetes_asyncio import client
 from model_agent import (
     agent_janitor,
     agent_lanes,
+    agent_peers,
     agent_startup,
     agent_watchdog,
     agent_work,
@@ -120,6 +121,7 @@ class Agent:
         self.last_success: datetime.datetime | None = None
         self.last_error: str | None = None
         self.janitor: janitor.Janitor | None = None  # the disk janitor, once started
+        self._peer_stack = contextlib.AsyncExitStack()  # the peer server, when peering is on
 
     # --- public API ----------------------------------------------------------------------
 
@@ -166,6 +168,14 @@ class Agent:
         data = await agent_startup.retrying("prepare configmap", self.cm.ensure)
         self.cm.seed(data)
         self.nodes.seed(self.node.labels)
+        self.work.peering = await agent_peers.start(
+            config=self.config,
+            work=self.work,
+            cm=self.cm,
+            state_dir=self.state_dir,
+            recorder=self.metrics,
+            stack=self._peer_stack,
+        )
         await self.work.load_records()
         await asyncio.to_thread(self.work.owners.load)
         existing = await agent_startup.retrying(
@@ -218,6 +228,8 @@ class Agent:
         if self.work.events is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.work.events.aclose(), timeout=2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._peer_stack.aclose(), timeout=2.0)
         logger.info("agent stopped")
 
     def health(self) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from model_agent.disk import admission, ledger
 from model_agent.download import staging
 from model_agent.kube import configmap, events, nodes, secrets
 from model_agent.kube import models as kube_models
+from model_agent.peers import service as peer_service
 from model_agent.trust import confine, egress, ownership
 
 __all__ = ["Work", "WorkContext"]
@@ -100,6 +101,8 @@ class Work(agent_reporter.Reporter):
         self._on_release = on_release
         self._policy = config.credential_policy()
         self.admission = admission.Admission(reserve=config.min_free_space, recorder=recorder)
+        #: Peering (``agent_peers.start``); None: every byte from the origin.
+        self.peering: peer_service.Peering | None = None
 
     # --- sync ----------------------------------------------------------------------------
 
@@ -184,6 +187,7 @@ class Work(agent_reporter.Reporter):
                     metrics=self.metrics,
                     progress=callback,
                     admit=self._admit(ref, ctx, quiet=quiet),
+                    peering=self.peering,
                 )
             finally:
                 await flip.settled()
@@ -466,6 +470,7 @@ def _progress_adapter(
                 total_files=progress.total_files,
                 completed_files=progress.completed_files,
                 speed_bytes_per_sec=progress.speed_bytes_per_sec,
+                bytes_by_source=progress.bytes_by_source,
             )
         )
 

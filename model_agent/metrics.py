@@ -132,7 +132,27 @@ class Metrics:
             buckets=(0.01, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
         )
         self.download_bytes = prom.Counter(
-            "model_agent_download_bytes_total", "Bytes received from storage.", _MODEL, registry=r
+            "model_agent_download_bytes_total",
+            "Bytes received, by source: origin (the storage) or peer (another agent).",
+            (*_MODEL, "source"),
+            registry=r,
+        )
+        self.peer_served_bytes = prom.Counter(
+            "model_agent_peer_served_bytes_total",
+            "Bytes of the ranges this agent's peer server answered.",
+            registry=r,
+        )
+        self.peer_requests = prom.Counter(
+            "model_agent_peer_requests_total",
+            "Requests to this agent's peer server, by result.",
+            ("result",),
+            registry=r,
+        )
+        self.peer_rejections = prom.Counter(
+            "model_agent_peer_rejections_total",
+            "Peers this agent stopped fetching a model from, by reason.",
+            ("reason",),
+            registry=r,
         )
         self.rate_limit_wait = prom.Histogram(
             "model_agent_rate_limit_wait_seconds",
@@ -274,9 +294,21 @@ class Metrics:
         self.rate_limits.labels(*model).inc()
         self.rate_limit_wait.labels(*model).observe(wait_seconds)
 
-    def received(self, model: ModelLabels, nbytes: int) -> None:
-        self.download_bytes.labels(*model).inc(nbytes)
+    def received(self, model: ModelLabels, nbytes: int, *, source: str = "origin") -> None:
+        """``source``: ``origin`` or ``peer``."""
+        self.download_bytes.labels(*model, source).inc(nbytes)
         self.in_progress_bytes.labels(*model).inc(nbytes)
+
+    def peer_served(self, result: str, nbytes: int = 0) -> None:
+        """One peer request answered: ``ok`` (``nbytes`` served), ``unauthorized``,
+        ``not_found``, ``conflict`` or ``unsatisfiable``."""
+        self.peer_requests.labels(result).inc()
+        if nbytes:
+            self.peer_served_bytes.inc(nbytes)
+
+    def peer_rejected(self, reason: str) -> None:
+        """A peer dropped for a model: ``corrupt``, ``unreachable`` or ``error``."""
+        self.peer_rejections.labels(reason).inc()
 
     def configmap_operation(self, operation: str, result: str) -> None:
         self.configmap_operations.labels(operation, result).inc()

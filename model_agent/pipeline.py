@@ -37,6 +37,9 @@ import aiofiles.os
 from model_agent import blocking, errors, manifest, metrics, planning, settings, uris
 from model_agent.download import connections as engine_connections
 from model_agent.download import engine, files, loops, staging
+from model_agent.peers import holdings, protocol
+from model_agent.peers import router as peer_router
+from model_agent.peers import service as peer_service
 from model_agent.storage import base
 from model_agent.trust import confine
 
@@ -258,14 +261,17 @@ async def pull(
     metrics: metrics.Metrics | None = None,
     progress: Callable[[Progress], None] | None = None,
     admit: Admit = check_now,
+    peering: peer_service.Peering | None = None,
 ) -> PullResult:
-    """Make ``request.destination`` hold the verified model; see the module docstring."""
+    """Make ``request.destination`` hold the verified model; see the module docstring.
+    With ``peering`` (and a ``config_key``), what is written is served to the other agents
+    while it arrives, and bytes may come from them (every file still verified)."""
     absolute = pathlib.Path(request.destination).absolute()  # noqa: ASYNC240 (no I/O)
     request = dataclasses.replace(request, destination=absolute)
     started = time.monotonic()
     labels = request.metrics_labels
     try:
-        result = await _pull(request, settings, state_dir, metrics, progress, admit)
+        result = await _pull(request, settings, state_dir, metrics, progress, admit, peering)
     except errors.AgentError as exc:
         log.error("Failed to pull %s: %s", request.uri, exc, extra={"reason": exc.reason})
         if metrics is not None and labels is not None:
@@ -317,6 +323,7 @@ async def _pull(
     recorder: metrics.Metrics | None,
     callback: Callable[[Progress], None] | None,
     admit: Admit = check_now,
+    peering: peer_service.Peering | None = None,
 ) -> PullResult:
     key = request_key(request)
     stored = await manifest.read(request.destination, state_dir=state_dir)
@@ -341,6 +348,9 @@ async def _pull(
     tracker = files.Tracker(callback)
     tracker.emit(force=True)
     backend = _backend(request, config)
+    live: holdings.Live | None = None
+    if peering is not None and request.config_key is not None:
+        live = peering.registry.start(request.config_key, request.destination)
     try:
         plan = await backend.pin()
         # Pure CPU work, linear in the listing, but 50,000 names still take ~0.2 s: in a
@@ -355,9 +365,16 @@ async def _pull(
             len(chosen),
             sum(f.size for f in chosen),
         )
-        worker = await _transfer(request, config, backend, chosen, tracker, recorder, admit)
+        sharing = None
+        if peering is not None and live is not None:
+            sharing = _Sharing(peering, live, plan.revision, request.config_key or "")
+        worker = await _transfer(
+            request, config, backend, chosen, tracker, recorder, admit, sharing
+        )
     finally:
         await backend.close()
+        if peering is not None and live is not None and request.config_key is not None:
+            peering.registry.finish(request.config_key, live)
     await blocking.to_end(_remove_dropped, request.destination, stored, {f.path for f in chosen})
     record = manifest.Manifest(
         destination=str(request.destination),
@@ -389,6 +406,7 @@ async def _transfer(
     tracker: files.Tracker,
     recorder: metrics.Metrics | None,
     admit: Admit = check_now,
+    sharing: _Sharing | None = None,
 ) -> files.Worker:
     """Download, verify and place ``chosen`` into the destination; returns the worker (its
     manifest entries and counters). The staging directory is gone on success, and on a
@@ -403,10 +421,10 @@ async def _transfer(
     )
     labels = request.metrics_labels
 
-    def on_bytes(nbytes: int) -> None:
-        tracker.add(nbytes)
+    def on_bytes(nbytes: int, source: str) -> None:
+        tracker.add(nbytes, source)
         if recorder is not None and labels is not None:
-            recorder.received(labels, nbytes)
+            recorder.received(labels, nbytes, source=source)
 
     def on_rate_limited(wait: float) -> None:
         if recorder is not None and labels is not None:
@@ -430,8 +448,24 @@ async def _transfer(
                 loops.Pool(threads=threads, options=session_options) as pool,
                 contextlib.AsyncExitStack() as admitted,
             ):
+                await blocking.to_end(stage.remove_stale, {f.path for f in chosen})
+                await blocking.to_end(stage.record_plan, {f.path for f in chosen})
+                what = f"staging {request.uri}"
+                needs = await asyncio.to_thread(
+                    files.space_needs, stage, request.destination, chosen
+                )
+                await admitted.enter_async_context(admit(needs, what))
+                router = None
+                if sharing is not None:  # admitted: only now does this node take part
+                    sharing.share(chosen, tracker)
+                    router = await admitted.enter_async_context(sharing.router())
                 fetcher = engine.Engine(
-                    backend, pool, options, on_bytes=on_bytes, on_rate_limited=on_rate_limited
+                    backend,
+                    pool,
+                    options,
+                    on_bytes=on_bytes,
+                    on_rate_limited=on_rate_limited,
+                    router=router,
                 )
                 worker = files.Worker(
                     destination=request.destination,
@@ -443,14 +477,10 @@ async def _transfer(
                     same_filesystem=await stage.same_filesystem(),
                     recorder=recorder,
                     labels=labels,
+                    blame=router,
                 )
-                await blocking.to_end(stage.remove_stale, {f.path for f in chosen})
-                await blocking.to_end(stage.record_plan, {f.path for f in chosen})
-                what = f"staging {request.uri}"
-                needs = await asyncio.to_thread(
-                    files.space_needs, stage, request.destination, chosen
-                )
-                await admitted.enter_async_context(admit(needs, what))
+                if sharing is not None:
+                    sharing.live.placed = lambda: worker.placed
                 tracker.completed_bytes += await asyncio.to_thread(
                     files.resumed_bytes, stage, chosen
                 )
@@ -478,6 +508,31 @@ async def _transfer(
         tracker.completed_bytes = tracker.total_bytes
         tracker.emit(force=True)
     return worker  # the caller removes the staging directory once the manifest is written
+
+
+class _Sharing:
+    """A pull's part in peering: what it serves while it runs, and its router."""
+
+    def __init__(
+        self, peering: peer_service.Peering, live: holdings.Live, revision: str, key: str
+    ) -> None:
+        self.peering, self.live, self.revision, self.key = peering, live, revision, key
+
+    def share(self, chosen: list[base.RemoteFile], tracker: files.Tracker) -> None:
+        """Serve the planned files with an origin digest as their bytes arrive."""
+        identities = {}
+        for file in chosen:
+            checksum = file.checksum
+            identity = protocol.file_identity(file.size, str(checksum) if checksum else None)
+            if identity is not None:
+                identities[file.path] = (identity, file.size)
+        self.live.identities = identities
+        self.live.active = tracker.active
+        self.live.received = lambda: tracker.completed_bytes
+        self.live.revision = self.revision
+
+    def router(self) -> peer_router.Router:
+        return self.peering.router(self.key, self.revision)
 
 
 def _staging(request: PullRequest, config: settings.Settings) -> staging.Staging:

@@ -126,9 +126,11 @@ class Progress:
     total_files: int = 0
     completed_files: int = 0
     speed_bytes_per_sec: float = 0.0
+    #: Bytes received by source (``origin``, ``peer``); shown once any arrived.
+    bytes_by_source: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def to_json(self, now: datetime.datetime) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "phase": self.phase,
             "totalBytes": self.total_bytes,
             "completedBytes": self.completed_bytes,
@@ -137,6 +139,9 @@ class Progress:
             "speedBytesPerSec": round(self.speed_bytes_per_sec, 1),
             "lastUpdated": now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
+        if self.bytes_by_source:
+            value["bytesBySource"] = dict(self.bytes_by_source)
+        return value
 
 
 def entry(

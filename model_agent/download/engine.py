@@ -27,7 +27,9 @@ import dataclasses
 import logging
 import os
 import random
+import ssl
 from collections.abc import Callable
+from typing import Protocol
 
 import aiohttp
 
@@ -35,9 +37,17 @@ from model_agent import errors, planning
 from model_agent.download import digest as digests
 from model_agent.download import loops, ranges, staging, transfer
 from model_agent.egress import policy
+from model_agent.peers import plan as peer_plan
 from model_agent.storage import base
 
-__all__ = ["Engine", "Options", "UnexpectedStatusError", "default_threads", "first_error"]
+__all__ = [
+    "Engine",
+    "Options",
+    "Routing",
+    "UnexpectedStatusError",
+    "default_threads",
+    "first_error",
+]
 
 log = logging.getLogger("model_agent.download")
 
@@ -64,6 +74,30 @@ class Options:
     egress: policy.Egress = dataclasses.field(default_factory=policy.Egress)
 
 
+class Routing(Protocol):
+    """Where each piece of a file comes from while peering (``peers.router.Router``)."""
+
+    ssl_context: ssl.SSLContext | None
+
+    def identity(self, file: base.RemoteFile) -> str | None: ...
+
+    def decide(self, file: base.RemoteFile, position: int, end: int) -> peer_plan.Decision: ...
+
+    async def changed(self) -> None: ...
+
+    def request(
+        self, file: base.RemoteFile, source: str, start: int, end: int
+    ) -> base.HTTPRequest: ...
+
+    def check(self, file: base.RemoteFile) -> Callable[[object], None]: ...
+
+    def succeeded(self, source: str) -> None: ...
+
+    def contributed(self, path: str, source: str) -> None: ...
+
+    def failed(self, source: str, exc: errors.AgentError) -> None: ...
+
+
 def default_threads() -> int:
     """Transfer threads when none are configured: one per CPU this process may run on
     (``taskset`` and cgroup cpusets narrow it)."""
@@ -82,8 +116,9 @@ class Engine:
         pool: loops.Pool,
         options: Options,
         *,
-        on_bytes: Callable[[int], None] | None = None,
+        on_bytes: Callable[[int, str], None] | None = None,
         on_rate_limited: Callable[[float], None] | None = None,
+        router: Routing | None = None,
     ) -> None:
         self._backend = backend
         self._pool = pool
@@ -96,7 +131,15 @@ class Engine:
         )
         self._on_bytes = on_bytes
         self._on_rate_limited = on_rate_limited
+        self._router = router
+        self._peer_limits = dataclasses.replace(
+            self._limits,
+            direct=True,
+            ssl_context=router.ssl_context if router is not None else None,
+        )
         self.bytes_received = 0
+        #: Bytes received by source (``origin`` / ``peer``).
+        self.bytes_by_source: dict[str, int] = {}
 
     async def fetch(
         self,
@@ -109,24 +152,35 @@ class Engine:
         to date); ``digest`` hashes in-order bytes as they are written. Raises the part's
         error once its retries are spent."""
         options = self._options
-        size = planning.part_size(
-            file.size,
-            threshold=options.multipart_threshold,
-            concurrency=options.multipart_concurrency,
-        )
-        parts = ranges.split(staged.missing(), part_size=size)
+        router = self._router
+        slots = asyncio.Semaphore(options.multipart_concurrency)
         target = self._target(file, staged, digest)
-        checkpoints = asyncio.create_task(_checkpoints(staged))
-        try:
-            if len(parts) <= 1:
-                for start, end in parts:
-                    await self._part(file, target, start, end)
-                return
-            slots = asyncio.Semaphore(options.multipart_concurrency)
+        if router is not None and router.identity(file) is not None:
+            parts = peer_plan.grid_split(staged.missing())
+            from_peers = dataclasses.replace(
+                self._target(file, staged, digest, source="peer"), check=router.check(file)
+            )
+
+            async def run(start: int, end: int) -> None:
+                await self._routed_part(router, file, (target, from_peers), slots, start, end)
+        else:
+            size = planning.part_size(
+                file.size,
+                threshold=options.multipart_threshold,
+                concurrency=options.multipart_concurrency,
+            )
+            parts = ranges.split(staged.missing(), part_size=size)
 
             async def run(start: int, end: int) -> None:
                 async with slots:
                     await self._part(file, target, start, end)
+
+        checkpoints = asyncio.create_task(_checkpoints(staged))
+        try:
+            if len(parts) <= 1:
+                for start, end in parts:
+                    await run(start, end)
+                return
 
             async with asyncio.TaskGroup() as group:
                 for start, end in parts:
@@ -145,15 +199,19 @@ class Engine:
         file: base.RemoteFile,
         staged: staging.StagedFile,
         digest: digests.InlineDigest | None,
+        *,
+        source: str = "origin",
     ) -> transfer.Target:
         loop = asyncio.get_running_loop()
         on_bytes = self._on_bytes
+        by_source = self.bytes_by_source
 
         def written_here(start: int, size: int) -> None:
             staged.mark(start, start + size)
             self.bytes_received += size
+            by_source[source] = by_source.get(source, 0) + size
             if on_bytes is not None:
-                on_bytes(size)
+                on_bytes(size, source)
 
         def written(start: int, size: int) -> None:  # called on a transfer thread
             with contextlib.suppress(RuntimeError):  # the agent's loop is closed
@@ -203,6 +261,80 @@ class Engine:
                     extra={"file": file.path},
                 )
                 await asyncio.sleep(delay)
+
+    async def _routed_part(
+        self,
+        router: Routing,
+        file: base.RemoteFile,
+        targets: tuple[transfer.Target, transfer.Target],
+        slots: asyncio.Semaphore,
+        start: int,
+        end: int,
+    ) -> None:
+        """One grid chunk while peering: from a peer that holds it, from the origin when this
+        node owns it, else wait (without a slot) for a holder. A failed peer costs a retry
+        elsewhere, never the file; origin failures retry as in ``_part``."""
+        origin_target, peer_target = targets
+        cursor = transfer.Cursor(start)
+        failures = 0
+        while cursor.position < end:
+            if router.decide(file, cursor.position, end).kind == "wait":
+                await router.changed()
+                continue
+            async with slots:
+                decision = router.decide(file, cursor.position, end)
+                if decision.kind == "wait":
+                    continue
+                before = cursor.position
+                if decision.kind == "peer" and decision.source is not None:
+                    source = decision.source
+                    request = router.request(file, source, cursor.position, decision.stop)
+                    try:
+                        await self._attempt(request, peer_target, cursor, decision.stop, peer=True)
+                    except errors.AgentError as exc:
+                        router.failed(source, exc)
+                    else:
+                        router.succeeded(source)
+                    finally:
+                        if cursor.position > before:
+                            router.contributed(file.path, source)
+                    continue
+                try:
+                    request = await self._backend.request(
+                        file, start=cursor.position, end=decision.stop
+                    )
+                    await self._attempt(request, origin_target, cursor, decision.stop, peer=False)
+                except errors.RetryableError as exc:
+                    failures = 1 if cursor.position > before else failures + 1
+                    if failures > self._options.part_retries:
+                        raise
+                    delay = self._delay(exc, failures)
+                    log.warning(
+                        "retrying %s bytes %d-%d in %.2fs: %s",
+                        file.path,
+                        cursor.position,
+                        end - 1,
+                        delay,
+                        exc,
+                        extra={"file": file.path},
+                    )
+                    await asyncio.sleep(delay)
+
+    async def _attempt(
+        self,
+        request: base.HTTPRequest,
+        target: transfer.Target,
+        cursor: transfer.Cursor,
+        end: int,
+        *,
+        peer: bool,
+    ) -> None:
+        limits = self._peer_limits if peer else self._limits
+
+        async def attempt(session: aiohttp.ClientSession) -> None:
+            await transfer.receive(session, request, target, cursor, end, limits)
+
+        await self._pool.run(attempt)
 
     def _delay(self, exc: errors.RetryableError, failures: int) -> float:
         options = self._options

@@ -20,7 +20,8 @@ import os
 import pathlib
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import aiofiles.os
 
@@ -67,6 +68,8 @@ class Progress:
     received_bytes: int = 0
     #: The files downloading at this moment (staged bytes included), in start order.
     files: tuple[FileProgress, ...] = ()
+    #: Bytes received by source (``origin`` / ``peer``).
+    bytes_by_source: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 class Tracker:
@@ -82,9 +85,11 @@ class Tracker:
         self._emitted = 0.0
         #: The files downloading now, by path (their staged state holds the written bytes).
         self.active: dict[str, staging.StagedFile] = {}
+        self.by_source: dict[str, int] = {}
 
-    def add(self, nbytes: int) -> None:
+    def add(self, nbytes: int, source: str = "origin") -> None:
         self.received += nbytes
+        self.by_source[source] = self.by_source.get(source, 0) + nbytes
         self.completed_bytes += nbytes
         self.emit()
 
@@ -110,6 +115,7 @@ class Tracker:
                     FileProgress(path, staged.size, min(staged.completed_bytes, staged.size))
                     for path, staged in self.active.items()
                 ),
+                dict(self.by_source),
             )
         )
 
@@ -167,6 +173,12 @@ async def check_space(
         await staging.check_space(pathlib.Path(directory), needed, what=what)
 
 
+class Blame(Protocol):
+    """Who sent the bytes of a file that failed verification (``peers.router.Router``)."""
+
+    def blame(self, path: str) -> bool: ...
+
+
 class Worker:
     """Downloads, verifies and places the files of one pull; collects manifest entries."""
 
@@ -182,7 +194,11 @@ class Worker:
         same_filesystem: bool,
         recorder: metrics.Metrics | None = None,
         labels: metrics.ModelLabels | None = None,
+        blame: Blame | None = None,
     ) -> None:
+        self.blame = blame
+        #: Paths verified and placed so far (peers may fetch them).
+        self.placed: set[str] = set()
         self.destination, self.stage, self.fetcher, self.tracker = (
             destination,
             stage,
@@ -223,13 +239,16 @@ class Worker:
         placed = await _lstat(final)
         digest = str(expected) if expected else None
         self.entries.append(manifest.Entry(file.path, file.size, placed.st_mtime_ns, digest))
+        self.placed.add(file.path)
         self.tracker.completed_files += 1
         self.tracker.emit(force=True)
 
     async def _download(self, file: base.RemoteFile, final: pathlib.Path) -> None:
         expected = file.checksum
         attempts = self.download_retry + 1
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while attempt < attempts:
+            attempt += 1
             staged = await self.stage.stage(path=file.path, size=file.size, identity=file.identity)
             digest = self.verifier.digest_for(staged, expected)
             hashing = asyncio.create_task(self.verifier.follow(staged, digest))
@@ -255,6 +274,9 @@ class Worker:
                 log.warning("verification failed (attempt %d of %d): %s", attempt, attempts, exc)
                 await staged.discard()
                 self.tracker.completed_bytes -= file.size
+                if self.blame is not None and self.blame.blame(file.path):
+                    attempt -= 1  # peers sent bad bytes and are dropped: not this file's fault
+                    continue
                 if attempt == attempts:
                     raise verify.ChecksumFailedError(
                         f"{exc} (after {attempts} downloads)"

@@ -25,6 +25,7 @@ import errno
 import os
 import pathlib
 import re
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
@@ -63,6 +64,9 @@ class Limits:
     write_size: int
     max_redirects: int
     egress: policy.Egress = dataclasses.field(default_factory=policy.Egress)
+    #: Peer transfers: no proxy, and the peers' own TLS context (``peers.client``).
+    direct: bool = False
+    ssl_context: ssl.SSLContext | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -115,9 +119,11 @@ async def _open(
     ca = limits.egress.ca
     for _ in range(limits.max_redirects + 1):
         route = clients.data_route(limits.egress, url)
+        proxy = None if limits.direct else route.proxy
+        context = limits.ssl_context or route.ssl
         try:
             response = await session.get(
-                url, headers=headers, allow_redirects=False, proxy=route.proxy, ssl=route.ssl
+                url, headers=headers, allow_redirects=False, proxy=proxy, ssl=context
             )
         except aiohttp.ClientConnectorCertificateError as exc:
             raise clients.CertificateError(

@@ -51,6 +51,8 @@ class ConfigMapWriter:
         self._max_delay = max_delay
         self.owned: dict[str, str] = {}
         self.keys = keyed.KeyedWrites()
+        #: Annotations this agent adds to OME's (the peer address): kept on a recreate.
+        self.annotations: dict[str, str] = {}
 
     # --- reading -------------------------------------------------------------------------
 
@@ -208,7 +210,7 @@ class ConfigMapWriter:
                 "name": self.name,
                 "namespace": self.namespace,
                 "labels": report.configmap_labels(self.name),
-                "annotations": report.configmap_annotations(self.name),
+                "annotations": {**report.configmap_annotations(self.name), **self.annotations},
             },
             "data": dict(data),
         }
@@ -221,6 +223,26 @@ class ConfigMapWriter:
             raise kube_client.api_error(exc, f"configmap {self.name} create") from exc
         self._record("create", "success")
         return True
+
+    async def annotate(self, annotations: Mapping[str, str]) -> None:
+        """Set annotations on the ConfigMap (merge patch; created first when missing), and
+        keep them on every later recreate."""
+        self.annotations.update(annotations)
+        await self.ensure()
+        body = {"metadata": {"annotations": dict(annotations)}}
+        for attempt in range(self._attempts):
+            try:
+                await self._core.patch_namespaced_config_map(
+                    self.name, self.namespace, body, _content_type=_MERGE
+                )
+                self._record("patch", "success")
+                return
+            except Exception as exc:  # API, network and timeout errors alike
+                self._record("patch", "failure")
+                error = kube_client.api_error(exc, f"annotate configmap {self.name}")
+                if not error.retryable or attempt + 1 >= self._attempts:
+                    raise error from exc
+            await self._backoff(attempt)
 
     async def _backoff(self, attempt: int) -> None:
         delay = min(self._max_delay, self._base_delay * 2**attempt)

@@ -31,6 +31,7 @@ import yaml
 from tests.harness import hub, modelfiles
 from tests.harness.fleet import MODEL_WATCHES, Fleet, drop_all_watches
 from tests.harness.kube import FakeKube
+from tests.harness.operator import free_port
 
 pytestmark = pytest.mark.timeout(420)
 AGENTS = 4
@@ -73,13 +74,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         config={"model_type": "llama", "architectures": ["LlamaForCausalLM"]},
         tensors={"model.embed_tokens.weight": ("BF16", [4, 4])},
     )
+    token = work / "peer-token"
+    token.write_text("api-budget-peer-token-0123456789")
     with FakeKube() as kube, hub.LocalHub().serve_in_thread() as local_hub:
         kube.create(cluster_model("base", f"local://{local}", nodeSelector={"pool": "sim"}))
         fleet = Fleet(
             kube,
             AGENTS,
             work / "agents",
-            args=("--relist-window", "8s", "--config-map-sync-interval", "1s"),
+            # Peering on, as manifests/daemonset.yaml runs the agent: it costs nothing at idle.
+            args=(
+                *("--relist-window", "8s", "--config-map-sync-interval", "1s"),
+                *("--peer-port", str(free_port()), "--peer-token-file", str(token)),
+            ),
+            per_agent_args={i: ("--peer-address", f"127.0.0.{i + 11}") for i in range(AGENTS)},
             env={"HF_ENDPOINT": local_hub.endpoint},
             labels={"pool": "sim"},
             stagger=0.5,

@@ -55,7 +55,7 @@ def test_every_contract_metric_is_exported_with_labels_after_real_work(
     missing = {"model_type": "BaseModel", "namespace": "default", "name": "missing"}
     assert value(samples, "model_agent_downloads_success_total", good) == 1
     assert value(samples, "model_agent_downloads_failed_total", missing) >= 1
-    assert value(samples, "model_agent_download_bytes_total", good) > 0
+    assert value(samples, "model_agent_download_bytes_total", good, source="origin") > 0
     assert value(samples, "model_agent_verifications_total", good, result="success") > 0
     assert value(samples, "model_agent_md5_checksum_failed_total", good) >= 1
     assert value(samples, "model_agent_rate_limit_total", good) >= 1

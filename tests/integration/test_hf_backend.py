@@ -119,7 +119,8 @@ async def test_multi_file_model_pulls_in_parts_with_every_sha256_matching(
     registry = recorder.registry
     got = registry.get_sample_value
     assert got("model_agent_downloads_success_total", dict(LABELS._asdict())) == 1
-    assert got("model_agent_download_bytes_total", dict(LABELS._asdict())) == sum(
+    origin = {**LABELS._asdict(), "source": "origin"}
+    assert got("model_agent_download_bytes_total", origin) == sum(
         p.stat().st_size for p in source.values()
     )
     assert got("model_agent_verifications_total", {**LABELS._asdict(), "result": "success"}) == len(

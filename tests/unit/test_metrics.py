@@ -21,6 +21,7 @@ from model_agent import metrics
 MODEL = metrics.ModelLabels("BaseModel", "team-a", "llama")
 CLUSTER = metrics.ModelLabels("ClusterBaseModel", "", "mistral")
 MODEL_LABELS = {"model_type": "BaseModel", "namespace": "team-a", "name": "llama"}
+ORIGIN_LABELS = {**MODEL_LABELS, "source": "origin"}
 
 CONTRACT_NAMES = (
     "model_agent_downloads_success_total",
@@ -76,7 +77,7 @@ def test_every_contract_name_is_exposed_with_model_labels_after_recording(
     assert value(m, "model_agent_downloads_failed_total", {**MODEL_LABELS, "reason": "NotFound"})
     assert value(m, "model_agent_verifications_total", {**MODEL_LABELS, "result": "failure"}) == 1
     assert value(m, "model_agent_md5_checksum_failed_total", MODEL_LABELS) == 1
-    assert value(m, "model_agent_download_bytes_total", MODEL_LABELS) == 1024
+    assert value(m, "model_agent_download_bytes_total", ORIGIN_LABELS) == 1024
     assert (
         value(
             m, "model_agent_configmap_operations_total", {"operation": "patch", "result": "success"}
@@ -122,7 +123,7 @@ def test_in_progress_bytes_grow_and_vanish_when_the_pull_succeeds(m: metrics.Met
     assert value(m, "model_agent_download_in_progress_bytes", MODEL_LABELS) == 150
     m.download_succeeded(MODEL, seconds=1.0)
     assert value(m, "model_agent_download_in_progress_bytes", MODEL_LABELS) is None
-    assert value(m, "model_agent_download_bytes_total", MODEL_LABELS) == 150
+    assert value(m, "model_agent_download_bytes_total", ORIGIN_LABELS) == 150
 
 
 def test_in_progress_bytes_vanish_when_the_pull_fails_and_failing_twice_is_fine(
@@ -204,5 +205,20 @@ def test_two_agents_in_one_process_use_separate_registries() -> None:
     second = metrics.Metrics(prom.CollectorRegistry())
     first.received(MODEL, 5)
     assert (
-        second.registry.get_sample_value("model_agent_download_bytes_total", MODEL_LABELS) is None
+        second.registry.get_sample_value("model_agent_download_bytes_total", ORIGIN_LABELS) is None
     )
+
+
+def test_bytes_are_counted_by_source_and_peer_serving_by_result(m: metrics.Metrics) -> None:
+    m.received(MODEL, 100)
+    m.received(MODEL, 30, source="peer")
+    assert value(m, "model_agent_download_bytes_total", ORIGIN_LABELS) == 100
+    assert value(m, "model_agent_download_bytes_total", {**MODEL_LABELS, "source": "peer"}) == 30
+    assert value(m, "model_agent_download_in_progress_bytes", MODEL_LABELS) == 130
+    m.peer_served("ok", 4096)
+    m.peer_served("unauthorized")
+    assert value(m, "model_agent_peer_served_bytes_total") == 4096
+    assert value(m, "model_agent_peer_requests_total", {"result": "ok"}) == 1
+    assert value(m, "model_agent_peer_requests_total", {"result": "unauthorized"}) == 1
+    m.peer_rejected("corrupt")
+    assert value(m, "model_agent_peer_rejections_total", {"reason": "corrupt"}) == 1

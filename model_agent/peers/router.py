@@ -1,0 +1,303 @@
+"""One pull's view of its peers, and the per-chunk choice of where bytes come from.
+
+A ``Router`` lives as long as the transfer phase of one pull. It lists the candidates
+(``discovery``) at once, then again after 1, 2, 4 ... up to 60 s; it asks every candidate
+(at most ``MAX_PEERS``) what it holds every ``POLL`` seconds; and for each piece of a file the
+engine asks ``decide`` (``plan.decide`` over the peers that hold the same revision and file
+identity, and the participants that still progress). A candidate whose held bytes do not grow
+for ``STALL`` seconds stops being a participant, so its chunks move to the others. When the
+first listing finds nobody, the router waits ``SETTLE`` seconds and lists again before any
+byte moves: nodes that start together then see each other.
+
+A peer is dropped for this pull (``model_agent_peer_rejections_total``) when it refuses the
+token, after ``DROP_AFTER`` failed transfers in a row (``unreachable`` or ``error``), or when a
+file it contributed to fails verification (``corrupt``: every contributor of that file).
+Nothing here is trusted to be right: the engine verifies every file against the origin's
+digest, whoever sent the bytes.
+
+Owns the peer view and the choice; the engine moves the bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from model_agent import errors, metrics
+from model_agent.peers import discovery, plan, protocol
+from model_agent.storage import base
+
+__all__ = ["Router", "client_ssl"]
+
+log = logging.getLogger("model_agent.peers")
+
+POLL = 0.5
+STALL = 15.0
+SETTLE = 2.0
+MAX_PEERS = 32
+DROP_AFTER = 3
+_DISCOVERY_MAX = 60.0
+_SUSPEND = 1.0
+
+Candidates = Callable[[], Awaitable[list[discovery.Candidate]]]
+
+
+def client_ssl(ca: str) -> ssl.SSLContext:
+    """How a fetching agent checks a peer's certificate: the peers' CA, no hostname (peers
+    are addressed by pod IP; holding a certificate of that CA is what makes a peer)."""
+    context = ssl.create_default_context(cafile=ca)
+    context.check_hostname = False
+    return context
+
+
+@dataclasses.dataclass
+class _View:
+    candidate: discovery.Candidate
+    holding: protocol.Holding | None = None
+    received: int = -1
+    progressed_at: float = 0.0
+    failures: int = 0
+    suspended_until: float = 0.0
+    dropped: bool = False
+
+
+class Router:
+    """The peers of one pull (``async with``); ``decide`` per piece, ``blame`` per bad file."""
+
+    def __init__(
+        self,
+        *,
+        me: str,
+        key: str,
+        revision: str,
+        candidates: Candidates,
+        token: str,
+        ssl_context: ssl.SSLContext | None = None,
+        recorder: metrics.Metrics | None = None,
+    ) -> None:
+        self.me, self.key, self.revision = me, key, revision
+        self._candidates = candidates
+        self._token = token
+        self.ssl_context = ssl_context
+        self._metrics = recorder
+        self.views: dict[str, _View] = {}
+        self._contributors: dict[str, set[str]] = {}
+        self._changed = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._listing_failed = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Router:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self.ssl_context or False, limit=16),
+            timeout=aiohttp.ClientTimeout(total=5),
+            headers={"User-Agent": "model-agent"},
+        )
+        try:
+            await self._discover()
+            if not self.views:
+                await asyncio.sleep(SETTLE)
+                await self._discover()
+            await self._poll_all()
+        except BaseException:
+            await self._session.close()
+            raise
+        self._task = asyncio.create_task(self._watch(), name=f"peers {self.key}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+        if self._session is not None:
+            await self._session.close()
+
+    async def _watch(self) -> None:
+        interval = 1.0
+        next_listing = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(POLL)
+            if time.monotonic() >= next_listing:
+                await self._discover()
+                interval = min(_DISCOVERY_MAX, interval * 2)
+                next_listing = time.monotonic() + interval
+            await self._poll_all()
+
+    async def _discover(self) -> None:
+        try:
+            found = await self._candidates()
+        except errors.AgentError as exc:
+            if not self._listing_failed:
+                log.warning(
+                    "cannot list peers for %s (origin only until it works): %s", self.key, exc
+                )
+            self._listing_failed = True
+            return
+        self._listing_failed = False
+        fresh = [c for c in found if c.node not in self.views]
+        room = MAX_PEERS - len(self.views)
+        for candidate in random.sample(fresh, min(len(fresh), max(0, room))):
+            self.views[candidate.node] = _View(candidate)
+        for candidate in found:
+            if (view := self.views.get(candidate.node)) is not None:
+                view.candidate = candidate
+
+    async def _poll_all(self) -> None:
+        views = [v for v in self.views.values() if not v.dropped]
+        if views:
+            await asyncio.gather(*(self._poll(v) for v in views))
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _poll(self, view: _View) -> None:
+        assert self._session is not None
+        url = protocol.model_url(view.candidate.url, self.key)
+        now = time.monotonic()
+        try:
+            async with self._session.get(url, headers=self._auth()) as response:
+                if response.status == 401:
+                    self._drop(view, "error", "it refused this agent's peer token")
+                    return
+                if response.status != 200:
+                    view.holding = None
+                    return
+                holding = protocol.parse_holding(await response.json(content_type=None))
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+            view.holding = None
+            return
+        if (
+            view.holding is None
+            or holding.received > view.received
+            or (holding.state != view.holding.state)
+        ):
+            view.progressed_at = now
+        view.received = max(view.received, holding.received)
+        view.holding = holding
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    # --- the choice ----------------------------------------------------------------------
+
+    @staticmethod
+    def identity(file: base.RemoteFile) -> str | None:
+        checksum = file.checksum
+        return protocol.file_identity(file.size, str(checksum) if checksum else None)
+
+    def decide(self, file: base.RemoteFile, position: int, end: int) -> plan.Decision:
+        """Where bytes ``[position, end)`` of ``file`` (within one grid chunk) come from."""
+        identity = self.identity(file)
+        if identity is None:
+            return plan.Decision("origin", end)
+        now = time.monotonic()
+        holders: dict[str, tuple[tuple[int, int], ...]] = {}
+        participants: set[str] = set()
+        for name, view in self.views.items():
+            holding = view.holding
+            if view.dropped or holding is None:
+                continue
+            if holding.revision == self.revision and now >= view.suspended_until:
+                held = holding.files.get(file.path)
+                if held is not None and held.identity == identity:
+                    holders[name] = held.ranges
+            if (
+                holding.state != "ready"
+                and holding.revision in ("", self.revision)
+                and now - view.progressed_at < STALL
+            ):
+                participants.add(name)
+        chunk = f"{file.path}\0{identity}\0{position // plan.CHUNK}"
+        return plan.decide(
+            me=self.me,
+            chunk_key=chunk,
+            position=position,
+            end=end,
+            holders=holders,
+            participants=participants,
+        )
+
+    async def changed(self) -> None:
+        """Return after the next poll round (or ``2 * POLL`` seconds)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout=2 * POLL)
+
+    def request(self, file: base.RemoteFile, source: str, start: int, end: int) -> base.HTTPRequest:
+        """The GET of bytes ``[start, end)`` of ``file`` from peer ``source``."""
+        url = protocol.file_url(self.views[source].candidate.url, self.key, file.path)
+        headers = {
+            **self._auth(),
+            "Range": base.range_header(start, end),
+            protocol.REVISION_HEADER: self.revision,
+            protocol.IDENTITY_HEADER: self.identity(file) or "",
+        }
+        return base.HTTPRequest(
+            url=url, headers=headers, auth_hosts=frozenset({urlsplit(url).netloc.lower()})
+        )
+
+    def check(self, file: base.RemoteFile) -> Callable[[object], None]:
+        """The header check of a peer's answer: the file identity it serves must be ours."""
+        identity = self.identity(file)
+
+        def check(headers: object) -> None:
+            served = getattr(headers, "get", lambda _key: None)(protocol.IDENTITY_HEADER)
+            if served != identity:
+                raise errors.ServerError(f"peer served another identity of {file.path}")
+
+        return check
+
+    # --- outcomes ------------------------------------------------------------------------
+
+    def succeeded(self, source: str) -> None:
+        if (view := self.views.get(source)) is not None:
+            view.failures = 0
+
+    def contributed(self, path: str, source: str) -> None:
+        self._contributors.setdefault(path, set()).add(source)
+
+    def failed(self, source: str, exc: errors.AgentError) -> None:
+        """A transfer from ``source`` failed: skip it until the next poll; drop it after
+        ``DROP_AFTER`` failures in a row, or at once when it refuses the token."""
+        view = self.views.get(source)
+        if view is None or view.dropped:
+            return
+        view.failures += 1
+        view.suspended_until = time.monotonic() + _SUSPEND
+        log.info("peer %s failed for %s: %s", source, self.key, exc)
+        if isinstance(exc, errors.AuthError):
+            self._drop(view, "error", "it refused this agent's peer token")
+        elif view.failures >= DROP_AFTER:
+            unreachable = isinstance(exc, errors.NetworkError | errors.StalledError)
+            self._drop(view, "unreachable" if unreachable else "error", str(exc))
+
+    def blame(self, path: str) -> bool:
+        """``path`` failed verification: drop every peer that sent bytes of it (the retry then
+        comes from the other peers or the origin). False when no peer sent any."""
+        sources = self._contributors.pop(path, set())
+        for source in sources:
+            if (view := self.views.get(source)) is not None and not view.dropped:
+                self._drop(view, "corrupt", f"{path} failed verification with its bytes")
+        return bool(sources)
+
+    def _drop(self, view: _View, reason: str, detail: str) -> None:
+        view.dropped = True
+        log.warning(
+            "stopped fetching %s from peer %s (%s): %s",
+            self.key,
+            view.candidate.node,
+            reason,
+            detail,
+            extra={"model": self.key},
+        )
+        if self._metrics is not None:
+            self._metrics.peer_rejected(reason)
