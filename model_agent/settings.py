@@ -649,6 +649,15 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Sett
     return Settings(**values)
 
 
+def _unspecified(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
 def _check_peering(values: Mapping[str, Any]) -> None:
     """Peering needs an address to advertise and the token; TLS needs all three files."""
     if not values.get("peer_port"):
@@ -657,6 +666,11 @@ def _check_peering(values: Mapping[str, Any]) -> None:
         raise errors.ConfigError(
             "--peer-port needs --peer-address: set POD_IP (status.podIP via the downward API) "
             "or pass --peer-address"
+        )
+    if _unspecified(str(values["peer_address"])):
+        raise errors.ConfigError(
+            f"--peer-address {values['peer_address']} is not an address other agents can "
+            "reach: give this pod's own IP (status.podIP)"
         )
     if not values.get("peer_token_file"):
         raise errors.ConfigError(

@@ -2,7 +2,8 @@
 
 A ``Router`` lives as long as the transfer phase of one pull. It lists the candidates
 (``discovery``) at once, then again after 1, 2, 4 ... up to 60 s; it asks every candidate
-(at most ``MAX_PEERS``) what it holds every ``POLL`` seconds; and for each piece of a file the
+(at most ``MAX_PEERS``) what it holds every ``POLL`` seconds while a piece waits for a
+holder, else every ``IDLE_POLL`` seconds; and for each piece of a file the
 engine asks ``decide`` (``plan.decide`` over the peers that hold the same revision and file
 identity, and the participants that still progress). A candidate whose held bytes do not grow
 for ``STALL`` seconds stops being a participant, so its chunks move to the others. When the
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import random
 import ssl
@@ -41,12 +43,16 @@ __all__ = ["Router", "client_ssl"]
 log = logging.getLogger("model_agent.peers")
 
 POLL = 0.5
+#: How often peers are asked while no piece waits for them.
+IDLE_POLL = 2.0
 STALL = 15.0
 SETTLE = 2.0
 MAX_PEERS = 32
 DROP_AFTER = 3
 _DISCOVERY_MAX = 60.0
 _SUSPEND = 1.0
+#: The largest holdings answer read from a peer (a 50,000-file model fits).
+_MAX_HOLDING_BYTES = 16 * 1024**2
 
 Candidates = Callable[[], Awaitable[list[discovery.Candidate]]]
 
@@ -95,6 +101,7 @@ class Router:
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._listing_failed = False
+        self._waiting = 0  # pieces waiting for a holder right now
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -126,8 +133,12 @@ class Router:
     async def _watch(self) -> None:
         interval = 1.0
         next_listing = time.monotonic() + interval
+        polled = time.monotonic()
         while True:
             await asyncio.sleep(POLL)
+            if not self._waiting and time.monotonic() - polled < IDLE_POLL:
+                continue
+            polled = time.monotonic()
             if time.monotonic() >= next_listing:
                 await self._discover()
                 interval = min(_DISCOVERY_MAX, interval * 2)
@@ -172,7 +183,10 @@ class Router:
                 if response.status != 200:
                     view.holding = None
                     return
-                holding = protocol.parse_holding(await response.json(content_type=None))
+                body = await response.content.read(_MAX_HOLDING_BYTES + 1)
+                if len(body) > _MAX_HOLDING_BYTES:
+                    raise ValueError("holdings answer too large")
+                holding = protocol.parse_holding(json.loads(body))
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
             view.holding = None
             return
@@ -229,8 +243,12 @@ class Router:
 
     async def changed(self) -> None:
         """Return after the next poll round (or ``2 * POLL`` seconds)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout=2 * POLL)
+        self._waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=2 * POLL)
+        finally:
+            self._waiting -= 1
 
     def request(self, file: base.RemoteFile, source: str, start: int, end: int) -> base.HTTPRequest:
         """The GET of bytes ``[start, end)`` of ``file`` from peer ``source``."""

@@ -149,9 +149,18 @@ def test_nodes_that_start_together_split_the_origin_and_hold_exact_bytes(world):
     size = sum(len(v) for v in files.values())
     world.hub.faults.throttle(16 * MiB)
     before = world.hub.bytes_served()
+    sources: set[str] = set()
+
+    def ready_watching_progress() -> bool:
+        for node in world.fleet.names:
+            value = world.fleet.entries(node).get(world.key("shared"))
+            progress = json.loads(value).get("progress", {}) if value else {}
+            sources.update(progress.get("bytesBySource", {}))
+        return world.ready_on(world.fleet.names, "shared")
+
     try:
         world.kube.create(cluster_model("shared", "hf://org/shared"))
-        world.fleet.wait(lambda: world.ready_on(world.fleet.names, "shared"), 180)
+        world.fleet.wait(ready_watching_progress, 180, interval=0.05)
     finally:
         world.hub.faults.throttle(None)
     origin = world.hub.bytes_served() - before
@@ -165,6 +174,7 @@ def test_nodes_that_start_together_split_the_origin_and_hold_exact_bytes(world):
     assert from_peers >= size, from_peers  # most of the other two copies came from peers
     served = sum(world.metric(i, "model_agent_peer_served_bytes_total") for i in range(AGENTS))
     assert served >= from_peers
+    assert "peer" in sources  # the ConfigMap progress showed bytes by source while Updating
 
 
 class HostilePeer:

@@ -174,3 +174,13 @@ def test_patches_touch_one_key_only():
     assert report.node_label_patch({"a": "Ready", "b": None}) == {
         "metadata": {"labels": {"a": "Ready", "b": None}}
     }
+
+
+def test_progress_shows_bytes_by_source_once_any_arrived() -> None:
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    plain = report.Progress(phase="downloading", total_bytes=10).to_json(now)
+    assert "bytesBySource" not in plain
+    mixed = report.Progress(
+        phase="downloading", total_bytes=10, bytes_by_source={"origin": 3, "peer": 5}
+    ).to_json(now)
+    assert mixed["bytesBySource"] == {"origin": 3, "peer": 5}

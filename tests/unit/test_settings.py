@@ -109,3 +109,39 @@ def test_missing_node_name_is_a_config_error() -> None:
     with pytest.raises(errors.ConfigError, match="NODE_NAME"):
         settings.resolve({}, {}).require_node_name()
     assert settings.resolve({"node_name": "n1"}, {}).require_node_name() == "n1"
+
+
+# --- peering -----------------------------------------------------------------------------
+
+PEER_ENV = {"POD_IP": "10.1.2.3", "MODEL_AGENT_PEER_TOKEN_FILE": "/etc/model-agent/peer/token"}
+
+
+def test_peering_is_off_by_default_and_the_pod_ip_is_its_address() -> None:
+    assert settings.resolve({}, {}).peer_port == 0
+    config = settings.resolve({"peer_port": "8090"}, PEER_ENV)
+    assert (config.peer_port, config.peer_address) == (8090, "10.1.2.3")
+    flagged = settings.resolve({"peer_port": "8090", "peer_address": "10.9.9.9"}, PEER_ENV)
+    assert flagged.peer_address == "10.9.9.9"
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "named"),
+    [
+        ({"peer_port": "8090"}, {"MODEL_AGENT_PEER_TOKEN_FILE": "/t"}, "--peer-address"),
+        ({"peer_port": "8090"}, {"POD_IP": "10.1.2.3"}, "--peer-token-file"),
+        ({"peer_port": "8090", "peer_address": "0.0.0.0"}, PEER_ENV, "--peer-address 0.0.0.0"),
+        ({"peer_port": "8090", "peer_address": "::"}, PEER_ENV, "--peer-address ::"),
+        ({"peer_port": "8090", "peer_tls_cert": "/c"}, PEER_ENV, "--peer-tls-key, --peer-tls-ca"),
+        ({"peer_port": "70000"}, PEER_ENV, "--peer-port"),
+    ],
+)
+def test_half_configured_peering_stops_at_start_naming_what_is_missing(
+    flags: dict[str, str], environ: dict[str, str], named: str
+) -> None:
+    with pytest.raises(errors.ConfigError, match=named.replace(".", r"\.")):
+        settings.resolve(flags, environ)  # type: ignore[arg-type]
+
+
+def test_peer_flags_without_a_peer_port_change_nothing() -> None:
+    config = settings.resolve({"peer_tls_cert": "/c"}, {"POD_IP": "10.1.2.3"})
+    assert config.peer_port == 0
