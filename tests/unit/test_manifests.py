@@ -543,6 +543,29 @@ def test_the_daemonset_without_the_pod_ip_is_refused() -> None:
         settings.resolve(flags, environ)
 
 
+def test_the_tls_snippet_of_the_peers_page_fits_the_daemonset() -> None:
+    """docs/peers.md's DaemonSet additions for peer TLS validate and give the agent all three
+    TLS files (it refuses one or two), from the mounted Secret."""
+    page = (ROOT / "docs" / "peers.md").read_text()
+    [block] = re.findall(r"```yaml\n(.*?)```", page, flags=re.S)
+    snippet = yaml.safe_load(block)
+    daemonset = json.loads(json.dumps(one("DaemonSet")))
+    pod = daemonset["spec"]["template"]["spec"]
+    main = pod["containers"][0]
+    main["args"] += snippet["args"]
+    main["volumeMounts"] += snippet["volumeMounts"]
+    pod["volumes"] += snippet["volumes"]
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(daemonset, version, strict=True)
+    args = cli.build_parser().parse_args(["run", *main["args"]])
+    config = settings.resolve(
+        {f.field: getattr(args, f.field, None) for f in settings.FLAGS}, agent_environ()
+    )
+    [mount] = snippet["volumeMounts"]
+    for path in (config.peer_tls_cert, config.peer_tls_key, config.peer_tls_ca):
+        assert path is not None and path.startswith(mount["mountPath"] + "/"), path
+
+
 def test_daemonset_env_comes_from_the_downward_api_and_the_instance_type_map() -> None:
     env = {e["name"]: e for e in container()["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
