@@ -831,6 +831,8 @@ NEEDED_CLUSTER_WIDE = {
 }
 NEEDED_IN_OME = {
     ("", "configmaps", "get"),
+    # peer discovery (--peer-port): the node ConfigMaps that hold a model, and their address
+    ("", "configmaps", "list"),
     ("", "configmaps", "create"),
     ("", "configmaps", "patch"),
     ("", "secrets", "get"),
@@ -858,6 +860,7 @@ def test_rbac_grants_nothing_beyond_what_is_needed() -> None:
     assert granted(None) == NEEDED_CLUSTER_WIDE
     assert granted("ome") - granted(None) == {
         ("", "configmaps", "get"),
+        ("", "configmaps", "list"),
         ("", "configmaps", "create"),
         ("", "configmaps", "patch"),
     }
