@@ -430,7 +430,7 @@ def test_every_expression_names_only_metrics_the_agent_exposes(where: str, expr:
     assert functions <= PROMQL_FUNCTIONS, f"{where}: unknown function {functions}"
 
 
-def test_alerts_cover_failures_down_stuck_checksums_and_disk() -> None:
+def test_alerts_cover_failures_down_stuck_checksums_disk_and_peers() -> None:
     used = set().union(*(promql_names(expr)[0] for _, expr in rule_expressions()))
     assert {
         "model_agent_downloads_failed_total",
@@ -439,6 +439,8 @@ def test_alerts_cover_failures_down_stuck_checksums_and_disk() -> None:
         "model_agent_md5_checksum_failed_total",
         "model_agent_filesystem_free_bytes",
         "model_agent_disk_waiting_downloads",
+        "model_agent_peer_rejections_total",
+        "model_agent_peer_requests_total",
     } <= used
 
 
@@ -464,6 +466,9 @@ def test_dashboard_panels_have_unique_ids_and_cover_the_contract_metrics() -> No
         "model_agent_disk_partial_bytes",
         "model_agent_disk_orphan_bytes",
         "model_agent_disk_waiting_downloads",
+        "model_agent_peer_served_bytes_total",
+        "model_agent_peer_requests_total",
+        "model_agent_peer_rejections_total",
     ):
         assert name in used, name
     titles = {panel["title"] for panel in board["panels"]}
