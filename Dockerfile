@@ -36,8 +36,9 @@ RUN groupadd --system --gid 65532 model-agent \
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links=/wheels model-agent \
     && model-agent --help >/dev/null
-# 8080: /healthz /readyz /livez /metrics; 8081: Kopf's liveness endpoint.
-EXPOSE 8080 8081
+# 8080: /healthz /readyz /livez /metrics; 8081: Kopf's liveness endpoint; 8090: the peer
+# server, only with --peer-port 8090 (as manifests/daemonset.yaml runs it).
+EXPOSE 8080 8081 8090
 # For `docker run`; Kubernetes uses the DaemonSet's probes instead. No shell or curl needed.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/livez', timeout=4).status != 200)"]

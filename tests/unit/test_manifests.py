@@ -6,10 +6,13 @@ ConfigMap is generated, no object is defined twice); every rendered Kubernetes o
 other YAML in manifests/, validates strictly (unknown fields rejected) against the OpenAPI
 schemas of Kubernetes 1.29 and of the newest release kubernetes-validate ships; ServiceMonitor
 and PrometheusRule validate against a schema of the Prometheus Operator fields they use; the
-CRDs in the kustomization validate the examples; every metric named in the PrometheusRule and
+CRDs in the kustomization validate the model examples and the other examples validate against
+the Kubernetes schema; the peer NetworkPolicy example admits agents, and only agents, to the peer
+port and leaves every other port open; every metric named in the PrometheusRule and
 the Grafana dashboard exists in model_agent.metrics and every function is PromQL's; the
-DaemonSet's args parse as ``model-agent run`` flags and its probes, ports, env, hostPath,
-resources and securityContext are wired as the agent expects; the Service, ServiceMonitor and
+DaemonSet's args parse as ``model-agent run`` flags (with the env the downward API gives) and
+its probes, ports, env, hostPath, peer token Secret, resources and securityContext are wired as
+the agent expects; the Service, ServiceMonitor and
 alert job agree; RBAC bindings point at existing roles and accounts, grant every verb the agent
 uses, and nothing wider (no wildcards, no list/watch on secrets); the Dockerfile parses with
 Docker's own parser, its stages and base images are well-formed, its entrypoint is the
@@ -36,7 +39,7 @@ import prometheus_client as prom
 import pytest
 import yaml
 
-from model_agent import cli, metrics, settings, spec
+from model_agent import cli, errors, metrics, settings, spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -311,11 +314,30 @@ def test_the_crds_in_the_kustomization_validate_the_examples() -> None:
         crd["spec"]["names"]["kind"]: crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         for crd in the("CustomResourceDefinition")
     }
-    examples = sorted((MANIFESTS / "examples").glob("*.yaml"))
+    examples = [doc for _, doc in example_objects() if doc["kind"] in schemas]
     assert examples
-    for path in examples:
-        for doc in yaml.safe_load_all(path.read_text()):
-            jsonschema.validate(doc, schemas[doc["kind"]])
+    for doc in examples:
+        jsonschema.validate(doc, schemas[doc["kind"]])
+
+
+def example_objects() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{path.name}:{doc['kind']}/{doc['metadata']['name']}", doc)
+        for path in sorted((MANIFESTS / "examples").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc is not None
+    ]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize(
+    "name",
+    sorted(k for k, v in example_objects() if v["kind"] not in ("BaseModel", "ClusterBaseModel")),
+)
+def test_the_other_examples_validate_strictly_against_the_kubernetes_openapi_schema(
+    name: str, version: str
+) -> None:
+    kubernetes_validate.validate(dict(example_objects())[name], version, strict=True)
 
 
 # --- PromQL over the agent's metrics --------------------------------------------------------
@@ -408,7 +430,7 @@ def test_every_expression_names_only_metrics_the_agent_exposes(where: str, expr:
     assert functions <= PROMQL_FUNCTIONS, f"{where}: unknown function {functions}"
 
 
-def test_alerts_cover_failures_down_stuck_checksums_and_disk() -> None:
+def test_alerts_cover_failures_down_stuck_checksums_disk_and_peers() -> None:
     used = set().union(*(promql_names(expr)[0] for _, expr in rule_expressions()))
     assert {
         "model_agent_downloads_failed_total",
@@ -417,6 +439,8 @@ def test_alerts_cover_failures_down_stuck_checksums_and_disk() -> None:
         "model_agent_md5_checksum_failed_total",
         "model_agent_filesystem_free_bytes",
         "model_agent_disk_waiting_downloads",
+        "model_agent_peer_rejections_total",
+        "model_agent_peer_requests_total",
     } <= used
 
 
@@ -442,6 +466,9 @@ def test_dashboard_panels_have_unique_ids_and_cover_the_contract_metrics() -> No
         "model_agent_disk_partial_bytes",
         "model_agent_disk_orphan_bytes",
         "model_agent_disk_waiting_downloads",
+        "model_agent_peer_served_bytes_total",
+        "model_agent_peer_requests_total",
+        "model_agent_peer_rejections_total",
     ):
         assert name in used, name
     titles = {panel["title"] for panel in board["panels"]}
@@ -456,16 +483,92 @@ def container() -> dict[str, Any]:
     return dict(main)
 
 
+#: What the downward API gives the fieldRefs the DaemonSet uses, on one node.
+DOWNWARD = {"spec.nodeName": "node-1", "metadata.namespace": "ome", "status.podIP": "10.42.0.7"}
+
+
+def agent_environ() -> dict[str, str]:
+    """The container's environment as the kubelet builds it from the DaemonSet's env."""
+    environ = {}
+    for entry in container()["env"]:
+        source = entry.get("valueFrom", {})
+        if "value" in entry:
+            environ[entry["name"]] = entry["value"]
+        elif "fieldRef" in source:
+            environ[entry["name"]] = DOWNWARD[source["fieldRef"]["fieldPath"]]
+        else:
+            ref = source["configMapKeyRef"]
+            environ[entry["name"]] = one("ConfigMap", ref["name"])["data"][ref["key"]]
+    return environ
+
+
 def agent_settings() -> settings.Settings:
     args = cli.build_parser().parse_args(["run", *container()["args"]])
     flags = {f.field: getattr(args, f.field, None) for f in settings.FLAGS}
-    return settings.resolve(flags, {"NODE_NAME": "node-1"})
+    return settings.resolve(flags, agent_environ())
 
 
 def test_daemonset_args_are_valid_run_flags() -> None:
     config = agent_settings()
     assert config.models_root_dir == "/raid/models"  # OME's root: its samples' paths lie under it
     assert config.log_format == "json"
+
+
+def test_the_daemonset_turns_peering_on_with_the_pod_ip_and_the_token_secret() -> None:
+    """The peer server listens on the container port named ``peer``, advertises the pod IP
+    (downward API) and reads the token from the Secret, mounted read-only and not optional,
+    readable by the agent's group only."""
+    config = agent_settings()
+    assert config.peer_port == port_number("peer") == 8090
+    assert config.peer_address == DOWNWARD["status.podIP"]
+    env = {e["name"]: e for e in container()["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert config.peer_token_file is not None
+    token = pathlib.PurePosixPath(config.peer_token_file)
+    [mount] = [m for m in container()["volumeMounts"] if m["mountPath"] == str(token.parent)]
+    assert mount["readOnly"] is True and "subPath" not in mount  # subPath never sees updates
+    pod = one("DaemonSet")["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    secret = volume["secret"]
+    assert secret["secretName"] == "model-agent-peer-token"
+    assert secret["optional"] is False
+    assert secret["items"] == [{"key": "token", "path": token.name}]
+    assert secret["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    assert config.peer_tls_cert is None  # plain HTTP unless the operator adds TLS (docs/peers.md)
+
+
+def test_the_daemonset_without_the_pod_ip_is_refused() -> None:
+    """The downward-API variable is what gives the peer server its address."""
+    args = cli.build_parser().parse_args(["run", *container()["args"]])
+    flags = {f.field: getattr(args, f.field, None) for f in settings.FLAGS}
+    environ = agent_environ()
+    del environ["POD_IP"]
+    with pytest.raises(errors.ConfigError, match="POD_IP"):
+        settings.resolve(flags, environ)
+
+
+def test_the_tls_snippet_of_the_peers_page_fits_the_daemonset() -> None:
+    """docs/peers.md's DaemonSet additions for peer TLS validate and give the agent all three
+    TLS files (it refuses one or two), from the mounted Secret."""
+    page = (ROOT / "docs" / "peers.md").read_text()
+    [block] = re.findall(r"```yaml\n(.*?)```", page, flags=re.S)
+    snippet = yaml.safe_load(block)
+    daemonset = json.loads(json.dumps(one("DaemonSet")))
+    pod = daemonset["spec"]["template"]["spec"]
+    main = pod["containers"][0]
+    main["args"] += snippet["args"]
+    main["volumeMounts"] += snippet["volumeMounts"]
+    pod["volumes"] += snippet["volumes"]
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(daemonset, version, strict=True)
+    args = cli.build_parser().parse_args(["run", *main["args"]])
+    config = settings.resolve(
+        {f.field: getattr(args, f.field, None) for f in settings.FLAGS}, agent_environ()
+    )
+    [mount] = snippet["volumeMounts"]
+    for path in (config.peer_tls_cert, config.peer_tls_key, config.peer_tls_ca):
+        assert path is not None and path.startswith(mount["mountPath"] + "/"), path
 
 
 def test_daemonset_env_comes_from_the_downward_api_and_the_instance_type_map() -> None:
@@ -592,6 +695,82 @@ def test_service_servicemonitor_and_alerts_point_at_the_agent() -> None:
     assert jobs == {service["metadata"]["name"]}
 
 
+# --- the peer NetworkPolicy example ---------------------------------------------------------
+
+
+def peer_policy() -> dict[str, Any]:
+    [policy] = [doc for _, doc in example_objects() if doc["kind"] == "NetworkPolicy"]
+    return policy
+
+
+def admits(policy: dict[str, Any], port: int, labels: dict[str, str], namespace: str) -> bool:
+    """Whether ``policy`` lets a TCP connection from a pod (``labels`` in ``namespace``) reach
+    ``port`` of a pod it selects. Conservative where a selector is not fully modelled: a
+    namespace selector or an ipBlock counts as matching every source."""
+
+    def port_matches(entry: dict[str, Any]) -> bool:
+        if entry.get("protocol", "TCP") != "TCP":
+            return False
+        if "port" not in entry:
+            return True
+        first = port_number(entry["port"])
+        return first <= port <= entry.get("endPort", first)
+
+    def pod_matches(selector: dict[str, Any]) -> bool:
+        assert set(selector) <= {"matchLabels"}, "only matchLabels is modelled"
+        return bool(selector.get("matchLabels", {}).items() <= labels.items())
+
+    for rule in policy["spec"].get("ingress", []):
+        if "ports" in rule and not any(port_matches(p) for p in rule["ports"]):
+            continue
+        if not rule.get("from"):
+            return True
+        for source in rule["from"]:
+            if "ipBlock" in source or "namespaceSelector" in source:
+                if "podSelector" not in source or pod_matches(source["podSelector"]):
+                    return True
+            elif namespace == policy["metadata"]["namespace"] and pod_matches(
+                source["podSelector"]
+            ):
+                return True
+    return False
+
+
+AGENT_NAMESPACE = one("DaemonSet")["metadata"]["namespace"]
+
+
+def test_the_peer_policy_selects_the_agent_pods_and_only_ingress() -> None:
+    policy = peer_policy()
+    pod_labels = one("DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    assert policy["metadata"]["namespace"] == AGENT_NAMESPACE
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]  # egress to the origin untouched
+
+
+def test_only_agents_reach_the_peer_port_and_every_other_port_stays_open() -> None:
+    policy = peer_policy()
+    agent = one("DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    peer = port_number("peer")
+    assert admits(policy, peer, agent, AGENT_NAMESPACE)
+    # attacks: any other pod next to the agents, or a pod labelled like an agent elsewhere
+    assert not admits(policy, peer, {"app": "inference"}, AGENT_NAMESPACE)
+    assert not admits(policy, peer, {}, AGENT_NAMESPACE)
+    assert not admits(policy, peer, agent, "default")
+    for other in (p["containerPort"] for p in container()["ports"] if p["name"] != "peer"):
+        assert admits(policy, other, {}, "monitoring"), other
+
+
+def test_the_policy_check_catches_a_policy_that_opens_the_peer_port() -> None:
+    for opened in (
+        {"ports": [{"port": 8000, "endPort": 9000}]},  # a range that covers the peer port
+        {"from": [{"namespaceSelector": {}}], "ports": [{"port": "peer"}]},
+        {"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]},
+    ):
+        policy = json.loads(json.dumps(peer_policy()))
+        policy["spec"]["ingress"].append(opened)
+        assert admits(policy, port_number("peer"), {}, "default"), opened
+
+
 # --- RBAC -----------------------------------------------------------------------------------
 
 
@@ -657,6 +836,8 @@ NEEDED_CLUSTER_WIDE = {
 }
 NEEDED_IN_OME = {
     ("", "configmaps", "get"),
+    # peer discovery (--peer-port): the node ConfigMaps that hold a model, and their address
+    ("", "configmaps", "list"),
     ("", "configmaps", "create"),
     ("", "configmaps", "patch"),
     ("", "secrets", "get"),
@@ -684,6 +865,7 @@ def test_rbac_grants_nothing_beyond_what_is_needed() -> None:
     assert granted(None) == NEEDED_CLUSTER_WIDE
     assert granted("ome") - granted(None) == {
         ("", "configmaps", "get"),
+        ("", "configmaps", "list"),
         ("", "configmaps", "create"),
         ("", "configmaps", "patch"),
     }
