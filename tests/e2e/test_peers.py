@@ -114,7 +114,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             kube,
             AGENTS,
             work / "agents",
-            args=("--peer-port", str(port), "--peer-token-file", str(token_file)),
+            args=(
+                *("--peer-port", str(port), "--peer-token-file", str(token_file)),
+                *("--config-map-sync-interval", "1s"),  # progress shows while it moves
+            ),
             per_agent_args={i: ("--peer-address", f"127.0.0.{i + 11}") for i in range(AGENTS)},
             env={"HF_ENDPOINT": local_hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1"},
             stagger=0.3,
@@ -297,6 +300,27 @@ def test_a_peer_with_another_revision_is_never_asked_for_a_file(world):
     assert other.file_requests == 0
     for node in world.fleet.names:
         assert world.files(node, "revised") == world.expected(files), node
+
+
+def test_a_real_node_holding_an_older_revision_serves_nothing_of_the_new_one(world):
+    older, newer = world.fleet.names[1], world.fleet.names[2]
+    first = {"config.json": b'{"model_type": "llama"}', "weights.safetensors": payload(6, 8 * MiB)}
+    second = {"config.json": b'{"model_type": "llama"}', "weights.safetensors": payload(7, 8 * MiB)}
+    world.publish("org/drift", first)
+    world.kube.patch("nodes", older, {"metadata": {"labels": {"drift": "yes"}}})
+    model = cluster_model("drift", "hf://org/drift")
+    model["spec"]["storage"]["nodeSelector"] = {"drift": "yes"}
+    world.kube.create(model)
+    world.fleet.wait(lambda: world.ready_on([older], "drift"), 120)
+    world.publish("org/drift", second)  # main moves on: the next node pins the new commit
+    served = world.metric(1, "model_agent_peer_served_bytes_total")
+    before = world.hub.bytes_served()
+    world.kube.patch("nodes", newer, {"metadata": {"labels": {"drift": "yes"}}})
+    world.fleet.wait(lambda: world.ready_on([older, newer], "drift"), 120)
+    assert world.files(newer, "drift") == world.expected(second)
+    assert world.files(older, "drift") == world.expected(first)
+    assert world.metric(1, "model_agent_peer_served_bytes_total") == served
+    assert world.hub.bytes_served() - before == sum(len(v) for v in second.values())
 
 
 def test_a_peer_killed_mid_transfer_costs_a_retry_not_a_failure(world):
