@@ -34,11 +34,10 @@ from typing import Any
 
 import aiofiles.os
 
-from model_agent import blocking, errors, manifest, metrics, planning, settings, uris
+from model_agent import backends, blocking, errors, manifest, metrics, planning, settings, uris
 from model_agent.download import connections as engine_connections
 from model_agent.download import engine, files, loops, staging
-from model_agent.peers import holdings, protocol
-from model_agent.peers import router as peer_router
+from model_agent.peers import holdings
 from model_agent.peers import service as peer_service
 from model_agent.storage import base
 from model_agent.trust import confine
@@ -147,67 +146,6 @@ def renew_key(stored: manifest.Manifest, request: PullRequest, *, state_dir: pat
     key = request_key(request)
     if stored.request_key != key:
         manifest.save(dataclasses.replace(stored, request_key=key), state_dir=state_dir)
-
-
-def _backend(request: PullRequest, config: settings.Settings) -> base.Backend:
-    parsed = uris.parse(request.uri)
-    if parsed.scheme == "hf":
-        from model_agent.storage import huggingface
-
-        token = request.parameters.get("token") or request.token or config.hf_token
-        endpoint = request.parameters.get("endpoint") or config.hf_endpoint
-        return huggingface.HuggingFaceBackend(
-            request.uri, endpoint=endpoint, token=token, egress=config.egress
-        )
-    if parsed.scheme == "oci":
-        from model_agent.storage import oci
-
-        return oci.OCIBackend(
-            request.uri,
-            parameters=request.parameters,
-            config_file=config.oci_config_file,
-            egress=config.egress,
-        )
-    if parsed.scheme == "s3":
-        from model_agent.storage.s3 import backend as s3
-
-        return s3.S3Backend(
-            request.uri,
-            parameters=request.parameters,
-            credential_hosts=config.credential_hosts,
-            egress=config.egress,
-        )
-    if parsed.scheme == "gs":
-        from model_agent.storage.gcs import backend as gcs
-
-        return gcs.GCSBackend(
-            request.uri,
-            parameters=request.parameters,
-            credential_hosts=config.credential_hosts,
-            egress=config.egress,
-        )
-    if parsed.scheme == "github":
-        from model_agent.storage.github import backend as github
-
-        return github.GitHubBackend(
-            request.uri,
-            parameters=request.parameters,
-            token=request.token,
-            credential_hosts=config.credential_hosts,
-            egress=config.egress,
-        )
-    if parsed.scheme == "az":
-        from model_agent.storage.azure import backend as azure
-
-        return azure.AzureBackend(
-            request.uri,
-            parameters=request.parameters,
-            credential_hosts=config.credential_hosts,
-            egress=config.egress,
-        )
-    raise errors.UnsupportedStorageError(
-        f"model-agent pull does not download {parsed.scheme}:// sources yet ({request.uri})"
-    )
 
 
 def _shape_filter(request: PullRequest, names: list[str], known: Iterable[str]) -> list[str]:
@@ -347,7 +285,9 @@ async def _pull(
 
     tracker = files.Tracker(callback)
     tracker.emit(force=True)
-    backend = _backend(request, config)
+    backend = backends.for_uri(
+        request.uri, config, parameters=request.parameters, token=request.token
+    )
     live: holdings.Live | None = None
     if peering is not None and request.config_key is not None:
         live = peering.registry.start(request.config_key, request.destination)
@@ -367,7 +307,7 @@ async def _pull(
         )
         sharing = None
         if peering is not None and live is not None:
-            sharing = _Sharing(peering, live, plan.revision, request.config_key or "")
+            sharing = peer_service.Share(peering, live, plan.revision, request.config_key or "")
         worker = await _transfer(
             request, config, backend, chosen, tracker, recorder, admit, sharing
         )
@@ -406,7 +346,7 @@ async def _transfer(
     tracker: files.Tracker,
     recorder: metrics.Metrics | None,
     admit: Admit = check_now,
-    sharing: _Sharing | None = None,
+    sharing: peer_service.Share | None = None,
 ) -> files.Worker:
     """Download, verify and place ``chosen`` into the destination; returns the worker (its
     manifest entries and counters). The staging directory is gone on success, and on a
@@ -508,31 +448,6 @@ async def _transfer(
         tracker.completed_bytes = tracker.total_bytes
         tracker.emit(force=True)
     return worker  # the caller removes the staging directory once the manifest is written
-
-
-class _Sharing:
-    """A pull's part in peering: what it serves while it runs, and its router."""
-
-    def __init__(
-        self, peering: peer_service.Peering, live: holdings.Live, revision: str, key: str
-    ) -> None:
-        self.peering, self.live, self.revision, self.key = peering, live, revision, key
-
-    def share(self, chosen: list[base.RemoteFile], tracker: files.Tracker) -> None:
-        """Serve the planned files with an origin digest as their bytes arrive."""
-        identities = {}
-        for file in chosen:
-            checksum = file.checksum
-            identity = protocol.file_identity(file.size, str(checksum) if checksum else None)
-            if identity is not None:
-                identities[file.path] = (identity, file.size)
-        self.live.identities = identities
-        self.live.active = tracker.active
-        self.live.received = lambda: tracker.completed_bytes
-        self.live.revision = self.revision
-
-    def router(self) -> peer_router.Router:
-        return self.peering.router(self.key, self.revision)
 
 
 def _staging(request: PullRequest, config: settings.Settings) -> staging.Staging:

@@ -2,7 +2,8 @@
 
 ``Peering.load`` reads the token (and the TLS files) the settings name; ``serve`` runs the
 peer server and advertises its URL on the node ConfigMap; ``router`` gives a pull its view of
-the other agents. ``pipeline.pull`` takes a ``Peering`` (None: peering off, the origin only).
+the other agents. ``pipeline.pull`` takes a ``Peering`` (None: peering off, the origin only)
+and gives each pull a ``Share``: what the pull serves while it runs, and its router.
 
 Owns the wiring of peers/; the pieces live in their own modules.
 """
@@ -18,10 +19,12 @@ import ssl
 from collections.abc import AsyncIterator
 
 from model_agent import errors, metrics, settings
+from model_agent.download import files
 from model_agent.kube import configmap
 from model_agent.peers import discovery, holdings, protocol, router, server
+from model_agent.storage import base
 
-__all__ = ["Peering", "load_token"]
+__all__ = ["Peering", "Share", "load_token"]
 
 log = logging.getLogger("model_agent.peers")
 
@@ -113,3 +116,26 @@ class Peering:
             ssl_context=self.client_tls,
             recorder=self.recorder,
         )
+
+
+class Share:
+    """A pull's part in peering: what it serves while it runs, and its router."""
+
+    def __init__(self, peering: Peering, live: holdings.Live, revision: str, key: str) -> None:
+        self.peering, self.live, self.revision, self.key = peering, live, revision, key
+
+    def share(self, chosen: list[base.RemoteFile], tracker: files.Tracker) -> None:
+        """Serve the planned files with an origin digest as their bytes arrive."""
+        identities = {}
+        for file in chosen:
+            checksum = file.checksum
+            identity = protocol.file_identity(file.size, str(checksum) if checksum else None)
+            if identity is not None:
+                identities[file.path] = (identity, file.size)
+        self.live.identities = identities
+        self.live.active = tracker.active
+        self.live.received = lambda: tracker.completed_bytes
+        self.live.revision = self.revision
+
+    def router(self) -> router.Router:
+        return self.peering.router(self.key, self.revision)
