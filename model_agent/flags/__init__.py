@@ -1,0 +1,1 @@
+"""The agent's flags, by topic; ``settings`` joins them in ``--help`` order."""
