@@ -1,11 +1,12 @@
 """What this node can serve to its peers: the pulls in progress and the models placed here.
 
 A pull registers a ``Live`` record when it starts (state ``starting``), fills in its revision
-and file identities once pinned, and leaves when its manifest is written. A placed model is
+and file identities once admitted, and leaves when its manifest is written. A placed model is
 found through ``placed`` (the agent's lookup of a Ready model's destination) and its
-completion manifest. ``Registry.locate`` answers one file request: the path on disk and the
-ranges that may be read, only for a file named in the model's own plan or manifest, with the
-same revision and identity; the request's path is only ever compared, never joined.
+completion manifest (parsed again only when the manifest file changed). ``Registry.locate``
+answers one file request: the path on disk and the ranges that may be read, only for a file
+named in the model's own plan or manifest, with the same revision and identity; the
+request's path is only ever compared, never joined.
 
 Owns the serving-side view; reads manifests and stats files, writes nothing.
 """
@@ -19,6 +20,8 @@ import pathlib
 import stat
 from collections.abc import Callable, Collection, Mapping
 from typing import Literal
+
+import aiofiles.os
 
 from model_agent import errors, manifest, planning
 from model_agent.download import staging
@@ -75,6 +78,9 @@ class Registry:
         self.state_dir = state_dir
         self._placed = placed
         self.live: dict[str, Live] = {}
+        #: Parsed manifests by key, with the (path, mtime, size) of the file they came from:
+        #: peers ask often, a manifest changes rarely.
+        self._manifests: dict[str, tuple[tuple[str, int, int], manifest.Manifest]] = {}
 
     def start(self, key: str, destination: pathlib.Path) -> Live:
         record = Live(destination=destination)
@@ -124,10 +130,21 @@ class Registry:
     async def _manifest(self, key: str) -> manifest.Manifest | None:
         destination = self._placed(key)
         if destination is None:
+            self._manifests.pop(key, None)
             return None
+        path = manifest.manifest_path(destination, state_dir=self.state_dir)
+        try:
+            found = await aiofiles.os.stat(path)
+        except OSError:
+            return None
+        signature = (str(path), found.st_mtime_ns, found.st_size)
+        cached = self._manifests.get(key)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
         stored = await manifest.read(destination, state_dir=self.state_dir)
         if stored is None or stored.owner != key:
             return None
+        self._manifests[key] = (signature, stored)
         return stored
 
 
