@@ -33,6 +33,7 @@ from model_agent import (
     agent_lanes,
     agent_peers,
     agent_startup,
+    agent_sweep,
     agent_watchdog,
     agent_work,
     errors,
@@ -132,7 +133,9 @@ class Agent:
         except errors.AgentError as exc:
             logger.warning("ignored an event without a model identity: %s", exc)
             return
-        self._saw_version(ref.kind, (body.get("metadata") or {}).get("resourceVersion"))
+        agent_sweep.note_version(
+            self.versions, ref.kind, (body.get("metadata") or {}).get("resourceVersion")
+        )
         lane = self.lanes.get(ref.key)
         if lane is None:
             lane = self.lanes[ref.key] = Lane(ref=ref)
@@ -521,36 +524,9 @@ class Agent:
             sweep=self._sweep_deleted,
         )
 
-    def _saw_version(self, kind: str, version: Any) -> None:
-        """Keep the newest resourceVersion seen for ``kind`` (compared as numbers when both
-        are, as etcd's are; otherwise the latest to arrive wins)."""
-        if not version:
-            return
-        old, new = self.versions.get(kind), str(version)
-        if old is not None and old.isdigit() and new.isdigit() and int(new) < int(old):
-            return
-        self.versions[kind] = new
-
     async def _sweep_deleted(self) -> None:
-        """Delete the models whose deletion no event reported: a watch that resumes after
-        its history expired (410 Gone) relists only the survivors. Runs once per resync
-        period; the list is served from the API server's watch cache (not older than the
-        newest version seen). A lane is swept only when its last event came before the
-        listing began and the listing lacks it."""
-        began = time.monotonic()
-        present: set[tuple[str, str, str]] = set()
-        listed: dict[str, str] = {}
-        bodies = await kube_models.list_models(
-            self.api, not_older_than=dict(self.versions), versions=listed
-        )
-        for kind, version in listed.items():
-            self._saw_version(kind, version)
-        for body in bodies:
-            with contextlib.suppress(errors.AgentError):
-                present.add(spec.identify(body).key)
-        for lane in list(self.lanes.values()):
-            if lane.deleted or lane.seen_at >= began or lane.ref.key in present:
-                continue
+        """Delete the models whose deletion no event reported (``agent_sweep``)."""
+        for lane in await agent_sweep.missed_deletes(self.api, self.versions, self.lanes.values()):
             logger.info(
                 "model %s no longer exists (its delete event was missed): removing it",
                 lane.ref.configmap_key,
