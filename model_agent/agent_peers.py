@@ -2,8 +2,9 @@
 
 ``start`` (called once the node ConfigMap exists) returns the ``Peering`` the agent's pulls
 use, or None when ``--peer-port`` is 0; the peer server runs inside ``stack`` until the agent
-stops. A model is served as placed only while this agent reports it Ready, from the
-destination its ownership record names.
+stops. A placed model is served from the destination its ownership record names, through its
+completion manifest (so from the moment the manifest is written, before Ready is reported;
+never a file the manifest does not list).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import logging
 import pathlib
 
-from model_agent import agent_work, errors, metrics, report, settings
+from model_agent import agent_work, errors, metrics, settings
 from model_agent.kube import configmap
 from model_agent.peers import discovery, holdings
 from model_agent.peers import service as peer_service
@@ -25,9 +26,7 @@ logger = logging.getLogger("model_agent.agent")
 def _placed(work: agent_work.Work) -> holdings.Placed:
     def lookup(key: str) -> pathlib.Path | None:
         record = work.records.get(key)
-        if record is None or work.status.get(key) != report.READY:
-            return None
-        return pathlib.Path(record.path)
+        return pathlib.Path(record.path) if record is not None else None
 
     return lookup
 

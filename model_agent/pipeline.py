@@ -311,20 +311,23 @@ async def _pull(
         worker = await _transfer(
             request, config, backend, chosen, tracker, recorder, admit, sharing
         )
+        await blocking.to_end(
+            _remove_dropped, request.destination, stored, {f.path for f in chosen}
+        )
+        record = manifest.Manifest(
+            destination=str(request.destination),
+            uri=request.uri,
+            request_key=key,
+            revision=plan.revision,
+            files=tuple(sorted(worker.entries, key=lambda e: e.path)),
+            owner=request.config_key,
+        )
+        await manifest.write(record, state_dir=state_dir)
     finally:
         await backend.close()
         if peering is not None and live is not None and request.config_key is not None:
+            # Served as a pull until its manifest is written, from the manifest after.
             peering.registry.finish(request.config_key, live)
-    await blocking.to_end(_remove_dropped, request.destination, stored, {f.path for f in chosen})
-    record = manifest.Manifest(
-        destination=str(request.destination),
-        uri=request.uri,
-        request_key=key,
-        revision=plan.revision,
-        files=tuple(sorted(worker.entries, key=lambda e: e.path)),
-        owner=request.config_key,
-    )
-    await manifest.write(record, state_dir=state_dir)
     await blocking.to_end(_staging(request, config).remove)
     result_config = await _analyse(request, plan.revision)
     await manifest.write(dataclasses.replace(record, config=result_config), state_dir=state_dir)
@@ -420,7 +423,7 @@ async def _transfer(
                     blame=router,
                 )
                 if sharing is not None:
-                    sharing.live.placed = lambda: worker.placed
+                    sharing.follow(worker)
                 tracker.completed_bytes += await asyncio.to_thread(
                     files.resumed_bytes, stage, chosen
                 )

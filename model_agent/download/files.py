@@ -197,8 +197,10 @@ class Worker:
         blame: Blame | None = None,
     ) -> None:
         self.blame = blame
-        #: Paths verified and placed so far (peers may fetch them).
+        #: Paths verified and placed so far, and the staged files of the others from their
+        #: first byte until they are placed (what the peer server may read).
         self.placed: set[str] = set()
+        self.serving: dict[str, staging.StagedFile] = {}
         self.destination, self.stage, self.fetcher, self.tracker = (
             destination,
             stage,
@@ -250,6 +252,7 @@ class Worker:
         while attempt < attempts:
             attempt += 1
             staged = await self.stage.stage(path=file.path, size=file.size, identity=file.identity)
+            self.serving[file.path] = staged
             digest = self.verifier.digest_for(staged, expected)
             hashing = asyncio.create_task(self.verifier.follow(staged, digest))
             try:
@@ -272,6 +275,7 @@ class Worker:
             except errors.ChecksumMismatchError as exc:
                 self._verified("failure", 0.0)
                 log.warning("verification failed (attempt %d of %d): %s", attempt, attempts, exc)
+                self.serving.pop(file.path, None)
                 await staged.discard()
                 self.tracker.completed_bytes -= file.size
                 if self.blame is not None and self.blame.blame(file.path):
@@ -294,4 +298,6 @@ class Worker:
             algorithm = expected.algorithm if expected else "size only"
             log.info("verification passed for %s (%s)", file.path, algorithm)
             await staging.place(staged, final, same_filesystem=self.same_fs, root=self.destination)
+            self.placed.add(file.path)  # served from its final path from now on
+            self.serving.pop(file.path, None)
             return

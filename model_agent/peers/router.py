@@ -11,7 +11,8 @@ first listing finds nobody, the router waits ``SETTLE`` seconds and lists again 
 byte moves: nodes that start together then see each other.
 
 A peer is dropped for this pull (``model_agent_peer_rejections_total``) when it refuses the
-token, after ``DROP_AFTER`` failed transfers in a row (``unreachable`` or ``error``), or when a
+token, after failed transfers in ``DROP_AFTER`` poll rounds in a row (however many pieces
+failed at once; ``unreachable`` or ``error``), or when a
 file it contributed to fails verification (``corrupt``: every contributor of that file).
 Nothing here is trusted to be right: the engine verifies every file against the origin's
 digest, whoever sent the bytes.
@@ -72,6 +73,7 @@ class _View:
     received: int = -1
     progressed_at: float = 0.0
     failures: int = 0
+    failed_round: int = -1
     suspended_until: float = 0.0
     dropped: bool = False
 
@@ -102,6 +104,7 @@ class Router:
         self._task: asyncio.Task[None] | None = None
         self._listing_failed = False
         self._waiting = 0  # pieces waiting for a holder right now
+        self._round = 0  # poll rounds so far: failures count once per round
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -168,6 +171,7 @@ class Router:
         views = [v for v in self.views.values() if not v.dropped]
         if views:
             await asyncio.gather(*(self._poll(v) for v in views))
+        self._round += 1
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -284,13 +288,16 @@ class Router:
         self._contributors.setdefault(path, set()).add(source)
 
     def failed(self, source: str, exc: errors.AgentError) -> None:
-        """A transfer from ``source`` failed: skip it until the next poll; drop it after
-        ``DROP_AFTER`` failures in a row, or at once when it refuses the token."""
+        """A transfer from ``source`` failed: skip it for a second; drop it after failures in
+        ``DROP_AFTER`` poll rounds in a row, or at once when it refuses the token."""
         view = self.views.get(source)
         if view is None or view.dropped:
             return
-        view.failures += 1
         view.suspended_until = time.monotonic() + _SUSPEND
+        if view.failed_round != self._round or isinstance(exc, errors.AuthError):
+            # Parallel pieces that fail on the same answer of the peer count once.
+            view.failed_round = self._round
+            view.failures += 1
         log.info("peer %s failed for %s: %s", source, self.key, exc)
         if isinstance(exc, errors.AuthError):
             self._drop(view, "error", "it refused this agent's peer token")

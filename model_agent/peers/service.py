@@ -133,9 +133,14 @@ class Share:
             if identity is not None:
                 identities[file.path] = (identity, file.size)
         self.live.identities = identities
-        self.live.active = tracker.active
         self.live.received = lambda: tracker.completed_bytes
         self.live.revision = self.revision
+
+    def follow(self, worker: files.Worker) -> None:
+        """Serve what ``worker`` writes: each staged file from its first byte until it is
+        placed, then the placed file (no gap between the two)."""
+        self.live.active = worker.serving
+        self.live.placed = lambda: worker.placed
 
     def router(self) -> router.Router:
         return self.peering.router(self.key, self.revision)

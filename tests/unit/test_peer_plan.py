@@ -168,3 +168,53 @@ def test_a_peer_that_does_not_hold_the_position_is_not_a_holder():
     assert decide("a", {"b": ((50, 100),)}, {"b"}, position=10).kind in ("origin", "wait")
     assert plan.run_end(((0, 10), (20, 30)), 25) == 30
     assert plan.run_end(((0, 10), (20, 30)), 15) is None
+
+
+# --- router: when a peer is dropped ---------------------------------------------------------
+
+
+def _router_with_peer():
+    from model_agent import errors
+    from model_agent.peers import discovery, router
+
+    async def nobody() -> list:
+        return []
+
+    peers = router.Router(me="a", key="k", revision="r", candidates=nobody, token="t" * 16)
+    peers.views["b"] = router._View(discovery.Candidate("b", "http://b:1", "Updating"))
+    return peers, errors
+
+
+def test_pieces_that_fail_together_on_one_answer_count_once():
+    peers, errors = _router_with_peer()
+    refused = errors.ServerError("unexpected status 416 fetching w")
+    for _ in range(5):  # five parallel pieces refused in the same poll round
+        peers.failed("b", refused)
+    assert not peers.views["b"].dropped
+    peers._round += 1
+    peers.failed("b", refused)
+    peers._round += 1
+    peers.failed("b", refused)
+    assert peers.views["b"].dropped  # three rounds in a row
+
+
+def test_a_success_between_failures_keeps_the_peer_and_a_token_refusal_drops_it_at_once():
+    peers, errors = _router_with_peer()
+    for _ in range(6):
+        peers._round += 1
+        peers.failed("b", errors.NetworkError("reset"))
+        peers.succeeded("b")
+    assert not peers.views["b"].dropped
+    peers.failed("b", errors.AuthError("access denied (401)"))
+    assert peers.views["b"].dropped
+
+
+def test_blame_drops_every_contributor_of_the_bad_file_and_only_them():
+    peers, _ = _router_with_peer()
+    from model_agent.peers import discovery, router
+
+    peers.views["c"] = router._View(discovery.Candidate("c", "http://c:1", "Ready"))
+    peers.contributed("w.bin", "b")
+    assert peers.blame("w.bin") is True
+    assert peers.views["b"].dropped and not peers.views["c"].dropped
+    assert peers.blame("w.bin") is False  # nobody left to blame: a plain retry
