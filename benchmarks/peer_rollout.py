@@ -35,6 +35,7 @@ import json
 import os
 import pathlib
 import random
+import secrets
 import shutil
 import struct
 import subprocess
@@ -144,7 +145,7 @@ def run_scenario(
     per_agent: dict[int, list[str]] = {}
     if name == "peers":
         token = work / "peer-token"
-        token.write_text("peer-bench-token\n")
+        token.write_text(secrets.token_hex(32) + "\n")
         token.chmod(0o600)
         args += ["--peer-port", str(options.peer_port), "--peer-token-file", str(token)]
         per_agent = {i: ["--peer-address", f"127.0.0.{10 + i}"] for i in range(count)}
@@ -194,6 +195,7 @@ def run_scenario(
             metrics = {agent.node_name: scrape(agent.metrics_port) for agent in fleet.agents}
         if options.keep:
             keep_logs(pathlib.Path(options.keep) / name, fleet, records)
+        failures = {agent.node_name: peer_failures(agent.log_text()) for agent in fleet.agents}
     nodes = []
     for node in fleet.names:
         m = metrics.get(node, {})
@@ -205,7 +207,8 @@ def run_scenario(
                 "peer_bytes": int(m["download:peer"]) if "download:peer" in m else None,
                 "download_bytes": int(sum(v for k, v in m.items() if k.startswith("download:"))),
                 "peer_served_bytes": int(m["peer_served"]) if "peer_served" in m else None,
-                "peer_rejections": int(m["peer_rejections"]) if "peer_rejections" in m else None,
+                "peer_rejections": int(m.get("peer_rejections", 0)) if name == "peers" else None,
+                "peer_failures": failures[node],
                 "configmap_bytes_by_source": by_source.get(node),
             }
         )
@@ -224,6 +227,16 @@ def run_scenario(
     }
     shutil.rmtree(scenario_dir, ignore_errors=True)  # 2 GiB of models per fleet scenario
     return result
+
+
+def peer_failures(log: str) -> dict[str, int]:
+    """Failed peer transfers in one agent's log, by reason (``peer X failed for K: reason``)."""
+    counts: dict[str, int] = {}
+    for line in log.splitlines():
+        if " model_agent.peers peer " in line and " failed for " in line:
+            reason = line.split(": ", 1)[-1].split(" fetching ")[0]
+            counts[reason] = counts.get(reason, 0) + 1
+    return counts
 
 
 def keep_logs(dest: pathlib.Path, fleet: Fleet, records: list[Any]) -> None:
@@ -263,16 +276,21 @@ def report(results: list[dict[str, Any]], options: argparse.Namespace, model_byt
             continue
         print(f"\n{r['scenario']}: per node (bytes from the agents' metrics, MiB)\n")
         print(
-            "| node | Ready after | downloaded | origin | peer | served to peers | peers dropped |"
+            "| node | Ready after | downloaded | origin | peer | served to peers | "
+            "peers dropped | failed peer transfers |"
         )
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         for n in r["per_node"]:
             cells = [f"{n['download_bytes'] / MiB:.0f}"] + [
                 "-" if n[k] is None else f"{n[k] / MiB:.0f}"
                 for k in ("origin_bytes", "peer_bytes", "peer_served_bytes")
             ]
             dropped = "-" if n["peer_rejections"] is None else str(n["peer_rejections"])
-            print(f"| {n['node']} | {n['ready_s']:.1f} s | {' | '.join(cells)} | {dropped} |")
+            failed = ", ".join(f"{v} {k}" for k, v in n["peer_failures"].items()) or "0"
+            print(
+                f"| {n['node']} | {n['ready_s']:.1f} s | {' | '.join(cells)} | {dropped} | "
+                f"{failed} |"
+            )
     peers = next((r for r in results if r["scenario"] == "peers"), None)
     if peers and alone:
         print(
