@@ -1,12 +1,14 @@
 """One pull's view of its peers, and the per-chunk choice of where bytes come from.
 
 A ``Router`` lives as long as the transfer phase of one pull. It lists the candidates
-(``discovery``) at once, then again after 1, 2, 4 ... up to 60 s; it asks every candidate
-(at most ``MAX_PEERS``) what it holds every ``POLL`` seconds while a piece waits for a
-holder, else every ``IDLE_POLL`` seconds; and for each piece of a file the
-engine asks ``decide`` (``plan.decide`` over the peers that hold the same revision and file
-identity, and the participants that still progress). A candidate whose held bytes do not grow
-for ``STALL`` seconds stops being a participant, so its chunks move to the others. When the
+(``discovery``) at once, then again after 1, 2, 4 ... up to 60 s; it asks a sample of the
+candidates (``MAX_PEERS``), and the owners of chunks it waits for (up to ``MAX_OWNERS``
+more), what they hold every ``POLL`` seconds while a piece waits for a holder, else every
+``IDLE_POLL`` seconds; and for each piece of a file the engine asks ``decide``
+(``plan.decide`` over the peers that hold the same revision and file identity, and the
+participants: every node the listing shows ``Updating``, less those polled that stopped
+progressing). A polled candidate whose held bytes do not grow for ``STALL`` seconds stops
+being a participant, so its chunks move to the others. When the
 first listing finds nobody, the router waits ``SETTLE`` seconds and lists again before any
 byte moves: nodes that start together then see each other.
 
@@ -35,7 +37,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from model_agent import errors, metrics
+from model_agent import errors, metrics, report
 from model_agent.peers import discovery, plan, protocol
 from model_agent.storage import base
 
@@ -49,6 +51,8 @@ IDLE_POLL = 2.0
 STALL = 15.0
 SETTLE = 2.0
 MAX_PEERS = 32
+#: Owners of chunks this node waits for, polled beyond ``MAX_PEERS``.
+MAX_OWNERS = 32
 DROP_AFTER = 3
 _DISCOVERY_MAX = 60.0
 _SUSPEND = 1.0
@@ -72,6 +76,7 @@ class _View:
     holding: protocol.Holding | None = None
     received: int = -1
     progressed_at: float = 0.0
+    polled: bool = False  # a first answer (or failure) arrived
     failures: int = 0
     failed_round: int = -1
     suspended_until: float = 0.0
@@ -98,6 +103,8 @@ class Router:
         self.ssl_context = ssl_context
         self._metrics = recorder
         self.views: dict[str, _View] = {}
+        #: Every candidate of the latest listing (polled or not), by node.
+        self.listed: dict[str, discovery.Candidate] = {}
         self._contributors: dict[str, set[str]] = {}
         self._changed = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
@@ -159,6 +166,7 @@ class Router:
             self._listing_failed = True
             return
         self._listing_failed = False
+        self.listed = {c.node: c for c in found}
         fresh = [c for c in found if c.node not in self.views]
         room = MAX_PEERS - len(self.views)
         for candidate in random.sample(fresh, min(len(fresh), max(0, room))):
@@ -179,6 +187,13 @@ class Router:
         assert self._session is not None
         url = protocol.model_url(view.candidate.url, self.key)
         now = time.monotonic()
+        try:
+            await self._ask(view, url, now)
+        finally:
+            view.polled = True
+
+    async def _ask(self, view: _View, url: str, now: float) -> None:
+        assert self._session is not None
         try:
             async with self._session.get(url, headers=self._auth()) as response:
                 if response.status == 401:
@@ -218,32 +233,77 @@ class Router:
         identity = self.identity(file)
         if identity is None:
             return plan.Decision("origin", end)
-        now = time.monotonic()
-        holders: dict[str, tuple[tuple[int, int], ...]] = {}
-        participants: set[str] = set()
-        for name, view in self.views.items():
-            holding = view.holding
-            if view.dropped or holding is None:
-                continue
-            if holding.revision == self.revision and now >= view.suspended_until:
-                held = holding.files.get(file.path)
-                if held is not None and held.identity == identity:
-                    holders[name] = held.ranges
-            if (
-                holding.state != "ready"
-                and holding.revision in ("", self.revision)
-                and now - view.progressed_at < STALL
-            ):
-                participants.add(name)
+        holders = self._holders(file.path, identity)
+        known, unpolled = self._participants()
         chunk = f"{file.path}\0{identity}\0{position // plan.CHUNK}"
-        return plan.decide(
+        decision = plan.decide(
             me=self.me,
             chunk_key=chunk,
             position=position,
             end=end,
             holders=holders,
-            participants=participants,
+            participants=known | unpolled,
         )
+        if decision.kind == "wait":
+            owner = plan.owner(chunk, {self.me, *known, *unpolled})
+            if owner in unpolled and not self._poll_owner(owner):
+                # An owner this node cannot watch could stall unseen: leave it out.
+                decision = plan.decide(
+                    me=self.me,
+                    chunk_key=chunk,
+                    position=position,
+                    end=end,
+                    holders=holders,
+                    participants=known,
+                )
+        return decision
+
+    def _holders(self, path: str, identity: str) -> dict[str, tuple[tuple[int, int], ...]]:
+        now = time.monotonic()
+        holders = {}
+        for name, view in self.views.items():
+            holding = view.holding
+            if view.dropped or holding is None or now < view.suspended_until:
+                continue
+            held = holding.files.get(path) if holding.revision == self.revision else None
+            if held is not None and held.identity == identity:
+                holders[name] = held.ranges
+        return holders
+
+    def _participants(self) -> tuple[set[str], set[str]]:
+        """The other nodes downloading this revision: those polled that still progress (or
+        not answered yet), and those listed ``Updating`` but not polled. Every node computes
+        chunk owners over the whole listing, so owners agree however the polled sets differ."""
+        now = time.monotonic()
+        known: set[str] = set()
+        for name, view in self.views.items():
+            holding = view.holding
+            if view.dropped:
+                continue
+            if not view.polled:
+                if view.candidate.status == report.UPDATING:
+                    known.add(name)
+            elif (
+                holding is not None
+                and holding.state != "ready"
+                and holding.revision in ("", self.revision)
+                and now - view.progressed_at < STALL
+            ):
+                known.add(name)
+        unpolled = {
+            name
+            for name, candidate in self.listed.items()
+            if name not in self.views and candidate.status == report.UPDATING
+        }
+        return known, unpolled
+
+    def _poll_owner(self, node: str) -> bool:
+        """Watch ``node`` (the owner of a chunk this node waits for) from the next round;
+        False when ``MAX_OWNERS`` owners beyond the sampled peers are watched already."""
+        if len(self.views) >= MAX_PEERS + MAX_OWNERS:
+            return False
+        self.views[node] = _View(self.listed[node])
+        return True
 
     async def changed(self) -> None:
         """Return after the next poll round (or ``2 * POLL`` seconds)."""

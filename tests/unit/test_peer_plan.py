@@ -218,3 +218,56 @@ def test_blame_drops_every_contributor_of_the_bad_file_and_only_them():
     assert peers.blame("w.bin") is True
     assert peers.views["b"].dropped and not peers.views["c"].dropped
     assert peers.blame("w.bin") is False  # nobody left to blame: a plain retry
+
+
+def _listed_router(me: str, names: list[str]):
+    from model_agent.peers import discovery, router
+
+    async def nobody() -> list:
+        return []
+
+    peers = router.Router(me=me, key="k", revision="r", candidates=nobody, token="t" * 16)
+    peers.listed = {
+        n: discovery.Candidate(n, f"http://{n}:1", "Updating") for n in names if n != me
+    }
+    return peers
+
+
+def _file(size: int):
+    from model_agent import checksums
+    from model_agent.storage import base
+
+    digest = checksums.Checksum("sha256", "ab" * 32)
+    return base.RemoteFile(path="w.bin", size=size, identity="x", key="w.bin", digests=(digest,))
+
+
+def test_nodes_that_poll_different_peers_still_agree_on_every_chunk_owner():
+    nodes = [f"node-{i:03d}" for i in range(40)]
+    file = _file(64 * CHUNK)
+    origin_fetchers = collections.Counter()
+    for me in nodes:
+        peers = _listed_router(me, nodes)
+        for chunk in range(64):
+            position = chunk * CHUNK
+            if peers.decide(file, position, position + CHUNK).kind == "origin":
+                origin_fetchers[chunk] += 1
+    # Each chunk is fetched from the origin by exactly one of the 40 nodes.
+    assert origin_fetchers == dict.fromkeys(range(64), 1)
+
+
+def test_a_node_polls_the_owner_it_waits_for_and_fetches_itself_when_it_cannot():
+    from model_agent.peers import router
+
+    nodes = [f"node-{i:03d}" for i in range(200)]
+    key = "w.bin\x00" + f"{CHUNK}:sha256:{'ab' * 32}" + "\x00" + "0"
+    owner = plan.owner(key, nodes)
+    me = next(n for n in nodes if n != owner)
+    peers = _listed_router(me, nodes)
+    assert peers.decide(_file(CHUNK), 0, CHUNK).kind == "wait"
+    assert list(peers.views) == [owner]  # watched from the next poll round on
+    assert peers.decide(_file(CHUNK), 0, CHUNK).kind == "wait"  # not answered yet: still owner
+    full = _listed_router(me, nodes)
+    for name in [n for n in nodes if n != me][: router.MAX_PEERS + router.MAX_OWNERS]:
+        full.views[name] = router._View(full.listed[name], polled=True)  # none answered
+    kinds = {full.decide(_file(CHUNK * 8), c * CHUNK, (c + 1) * CHUNK).kind for c in range(8)}
+    assert kinds == {"origin"}  # nobody it can watch owns a chunk: it fetches them itself
