@@ -79,7 +79,7 @@ class Routing(Protocol):
 
     ssl_context: ssl.SSLContext | None
 
-    def identity(self, file: base.RemoteFile) -> str | None: ...
+    def shares(self, file: base.RemoteFile) -> bool: ...
 
     def decide(self, file: base.RemoteFile, position: int, end: int) -> peer_plan.Decision: ...
 
@@ -155,7 +155,7 @@ class Engine:
         router = self._router
         slots = asyncio.Semaphore(options.multipart_concurrency)
         target = self._target(file, staged, digest)
-        if router is not None and router.identity(file) is not None:
+        if router is not None and router.shares(file):
             parts = peer_plan.grid_split(staged.missing())
             from_peers = dataclasses.replace(
                 self._target(file, staged, digest, source="peer"), check=router.check(file)

@@ -51,6 +51,9 @@ IDLE_POLL = 2.0
 STALL = 15.0
 SETTLE = 2.0
 MAX_PEERS = 32
+#: Files smaller than this come from the origin: waiting a poll round for a peer would cost
+#: more than the bytes (a model of a thousand small files must not wait a thousand rounds).
+SMALL_FILE = 1024**2
 #: Owners of chunks this node waits for, polled beyond ``MAX_PEERS``.
 MAX_OWNERS = 32
 DROP_AFTER = 3
@@ -228,10 +231,15 @@ class Router:
         checksum = file.checksum
         return protocol.file_identity(file.size, str(checksum) if checksum else None)
 
+    def shares(self, file: base.RemoteFile) -> bool:
+        """Whether ``file`` may come from peers: the origin gave a digest (so a peer's bytes
+        can be proven right) and it is not small."""
+        return self.identity(file) is not None and file.size >= SMALL_FILE
+
     def decide(self, file: base.RemoteFile, position: int, end: int) -> plan.Decision:
         """Where bytes ``[position, end)`` of ``file`` (within one grid chunk) come from."""
         identity = self.identity(file)
-        if identity is None:
+        if identity is None or not self.shares(file):
             return plan.Decision("origin", end)
         holders = self._holders(file.path, identity)
         known, unpolled = self._participants()

@@ -2,9 +2,9 @@
 process, with the local hub as the origin and the peer over TLS.
 
 Node A pulls from the hub and serves what it placed; node B pulls the same model and its
-router finds A (a stand-in for the ConfigMap listing). With A's CA, B takes every byte from A
-and the hub serves none; with a CA that did not sign A's certificate, B cannot poll A and the
-pull is a plain origin download. A file with no origin digest is never taken from a peer.
+router finds A (a stand-in for the ConfigMap listing). With A's CA, B takes every byte of the
+large files from A and the hub serves only the files under 1 MiB; with a CA that did not sign
+A's certificate, B cannot poll A and the pull is a plain origin download.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def digests(directory: pathlib.Path) -> dict[str, str]:
     }
 
 
-async def test_a_ready_peer_over_tls_serves_every_byte_and_the_origin_none(
+async def test_a_ready_peer_over_tls_serves_every_large_file_and_the_origin_the_small(
     tmp_path, hf_hub, source, node_a, ca
 ):
     a, url = node_a
@@ -140,12 +140,16 @@ async def test_a_ready_peer_over_tls_serves_every_byte_and_the_origin_none(
         recorder,
     )
     assert digests(b_root / KEY) == digests(a.destination)
-    assert hf_hub.bytes_served() == before  # every data byte came from node A
-    assert result.bytes_downloaded == sum(p.stat().st_size for p in source.values())
+    sizes = [p.stat().st_size for p in source.values()]
+    small = sum(size for size in sizes if size < router.SMALL_FILE)
+    assert sum(size >= router.SMALL_FILE for size in sizes) >= 1
+    # Every byte of the large files came from node A; the small ones from the origin.
+    assert hf_hub.bytes_served() - before == small
+    assert result.bytes_downloaded == sum(sizes)
     from_peer = recorder.registry.get_sample_value(
         "model_agent_download_bytes_total", {**LABELS._asdict(), "source": "peer"}
     )
-    assert from_peer == result.bytes_downloaded
+    assert from_peer == sum(sizes) - small
 
 
 async def test_a_peer_whose_certificate_is_not_trusted_is_not_used(

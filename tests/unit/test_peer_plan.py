@@ -271,3 +271,24 @@ def test_a_node_polls_the_owner_it_waits_for_and_fetches_itself_when_it_cannot()
         full.views[name] = router._View(full.listed[name], polled=True)  # none answered
     kinds = {full.decide(_file(CHUNK * 8), c * CHUNK, (c + 1) * CHUNK).kind for c in range(8)}
     assert kinds == {"origin"}  # nobody it can watch owns a chunk: it fetches them itself
+
+
+def test_a_file_without_an_origin_digest_or_under_a_mebibyte_comes_from_the_origin():
+    from model_agent.peers import router
+    from model_agent.storage import base
+
+    peers = _listed_router("a", ["a", "b"])
+    large = _file(4 * CHUNK)
+    undigested = base.RemoteFile(path="w.bin", size=4 * CHUNK, identity="x", key="w.bin")
+    small = _file(router.SMALL_FILE - 1)
+    assert peers.shares(large)
+    assert not peers.shares(undigested) and not peers.shares(small)
+    everything = protocol.Holding(
+        "r",
+        "ready",
+        4 * CHUNK,
+        {"w.bin": protocol.FileHolding(peers.identity(large) or "", 4 * CHUNK, ((0, 4 * CHUNK),))},
+    )
+    peers.views["b"] = router._View(peers.listed["b"], holding=everything, polled=True)
+    assert peers.decide(large, 0, CHUNK).kind == "peer"
+    assert peers.decide(undigested, 0, CHUNK).kind == "origin"
