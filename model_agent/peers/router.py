@@ -120,7 +120,10 @@ class Router:
 
     async def __aenter__(self) -> Router:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self.ssl_context or False, limit=16),
+            # Without the peers' CA, the system's: an https peer is never taken unchecked.
+            connector=aiohttp.TCPConnector(
+                ssl=self.ssl_context if self.ssl_context is not None else True, limit=16
+            ),
             timeout=aiohttp.ClientTimeout(total=5),
             headers={"User-Agent": "model-agent"},
         )
@@ -152,11 +155,14 @@ class Router:
             if not self._waiting and time.monotonic() - polled < IDLE_POLL:
                 continue
             polled = time.monotonic()
-            if time.monotonic() >= next_listing:
-                await self._discover()
-                interval = min(_DISCOVERY_MAX, interval * 2)
-                next_listing = time.monotonic() + interval
-            await self._poll_all()
+            try:
+                if time.monotonic() >= next_listing:
+                    await self._discover()
+                    interval = min(_DISCOVERY_MAX, interval * 2)
+                    next_listing = time.monotonic() + interval
+                await self._poll_all()
+            except Exception:  # a bug here must not stop the view: pieces wait on it
+                log.exception("peer view of %s: a round failed", self.key)
 
     async def _discover(self) -> None:
         try:

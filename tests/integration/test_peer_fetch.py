@@ -42,6 +42,7 @@ class NodeA:
         self.destination = root / KEY
         self.state = root / ".model-agent"
         self.ready = False
+        self.metrics = metrics.Metrics()
         self.registry = holdings.Registry(
             state_dir=self.state, placed=lambda key: self.destination if self.ready else None
         )
@@ -110,7 +111,7 @@ async def node_a(
     a.ready = True
     context = ca.server_context(("127.0.0.1",))
     async with server.PeerServer(
-        a.registry, host="127.0.0.1", port=0, token=TOKEN, tls=context
+        a.registry, host="127.0.0.1", port=0, token=TOKEN, tls=context, recorder=a.metrics
     ) as running:
         yield a, f"https://127.0.0.1:{running.port}"
 
@@ -152,17 +153,24 @@ async def test_a_ready_peer_over_tls_serves_every_large_file_and_the_origin_the_
     assert from_peer == sum(sizes) - small
 
 
+@pytest.mark.parametrize("trust", ["another CA", "no peer CA (system CAs)"])
 async def test_a_peer_whose_certificate_is_not_trusted_is_not_used(
-    tmp_path, hf_hub, source, node_a
+    tmp_path, hf_hub, source, node_a, trust
 ):
     a, url = node_a
-    stranger = tls.CertificateAuthority.create(tmp_path / "other-ca", "other")
+    client_tls = None
+    if trust == "another CA":
+        stranger = tls.CertificateAuthority.create(tmp_path / "other-ca", "other")
+        client_tls = router.client_ssl(str(stranger.cert_path))
     before = hf_hub.bytes_served()
     b_root = tmp_path / "b"
     registry = holdings.Registry(state_dir=b_root / ".model-agent", placed=lambda key: None)
-    b = peering(
-        "node-b", registry, FixedLister(url), client_tls=router.client_ssl(str(stranger.cert_path))
-    )
+    b = peering("node-b", registry, FixedLister(url), client_tls=client_tls)
     result = await pull(hf_hub, b_root, b)
     assert digests(b_root / KEY) == digests(a.destination)
     assert hf_hub.bytes_served() - before == result.bytes_downloaded  # all from the origin
+    # Not even asked what it holds: the token never went to an unverified server.
+    answered = a.metrics.registry.get_sample_value(
+        "model_agent_peer_requests_total", {"result": "ok"}
+    )
+    assert answered is None
