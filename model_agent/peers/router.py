@@ -41,7 +41,7 @@ from model_agent import errors, metrics, report
 from model_agent.peers import discovery, plan, protocol
 from model_agent.storage import base
 
-__all__ = ["Router", "client_ssl"]
+__all__ = ["Router"]
 
 log = logging.getLogger("model_agent.peers")
 
@@ -63,14 +63,6 @@ _SUSPEND = 1.0
 _MAX_HOLDING_BYTES = 16 * 1024**2
 
 Candidates = Callable[[], Awaitable[list[discovery.Candidate]]]
-
-
-def client_ssl(ca: str) -> ssl.SSLContext:
-    """How a fetching agent checks a peer's certificate: the peers' CA, no hostname (peers
-    are addressed by pod IP; holding a certificate of that CA is what makes a peer)."""
-    context = ssl.create_default_context(cafile=ca)
-    context.check_hostname = False
-    return context
 
 
 @dataclasses.dataclass

@@ -22,18 +22,11 @@ from aiohttp import web
 from model_agent import metrics
 from model_agent.peers import holdings, protocol
 
-__all__ = ["PeerServer", "server_ssl"]
+__all__ = ["PeerServer"]
 
 log = logging.getLogger("model_agent.peers")
 
 _RESULTS = {401: "unauthorized", 404: "not_found", 409: "conflict", 416: "unsatisfiable"}
-
-
-def server_ssl(cert: str, key: str) -> ssl.SSLContext:
-    """The TLS context of the peer server (blocking: reads the PEM files)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
 
 
 class PeerServer:

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from model_agent import errors, metrics, settings
 from model_agent.download import files
 from model_agent.kube import configmap
-from model_agent.peers import discovery, holdings, protocol, router, server
+from model_agent.peers import discovery, holdings, protocol, router, server, tls
 from model_agent.storage import base
 
 __all__ = ["Peering", "Share", "load_token"]
@@ -73,9 +73,9 @@ class Peering:
         if config.peer_tls_cert and config.peer_tls_key and config.peer_tls_ca:
             try:
                 server_tls = await asyncio.to_thread(
-                    server.server_ssl, config.peer_tls_cert, config.peer_tls_key
+                    tls.server_context, config.peer_tls_cert, config.peer_tls_key
                 )
-                client_tls = await asyncio.to_thread(router.client_ssl, config.peer_tls_ca)
+                client_tls = await asyncio.to_thread(tls.client_context, config.peer_tls_ca)
             except (OSError, ssl.SSLError) as exc:
                 raise errors.ConfigError(f"peer TLS files: {exc}") from None
         return cls(

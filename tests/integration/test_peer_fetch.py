@@ -19,6 +19,7 @@ import pytest
 from model_agent import metrics, pipeline, report, settings
 from model_agent.peers import discovery, holdings, router, server
 from model_agent.peers import service as peer_service
+from model_agent.peers import tls as peer_tls
 from tests.harness import hub, modelfiles, tls
 
 REPO = "org/peered"
@@ -136,7 +137,10 @@ async def test_a_ready_peer_over_tls_serves_every_large_file_and_the_origin_the_
         hf_hub,
         b_root,
         peering(
-            "node-b", registry, FixedLister(url), client_tls=router.client_ssl(str(ca.cert_path))
+            "node-b",
+            registry,
+            FixedLister(url),
+            client_tls=peer_tls.client_context(str(ca.cert_path)),
         ),
         recorder,
     )
@@ -161,7 +165,7 @@ async def test_a_peer_whose_certificate_is_not_trusted_is_not_used(
     client_tls = None
     if trust == "another CA":
         stranger = tls.CertificateAuthority.create(tmp_path / "other-ca", "other")
-        client_tls = router.client_ssl(str(stranger.cert_path))
+        client_tls = peer_tls.client_context(str(stranger.cert_path))
     before = hf_hub.bytes_served()
     b_root = tmp_path / "b"
     registry = holdings.Registry(state_dir=b_root / ".model-agent", placed=lambda key: None)
