@@ -23,6 +23,7 @@ import json
 import os
 import pathlib
 import secrets
+import stat
 from collections.abc import Mapping
 from typing import Any
 
@@ -184,14 +185,21 @@ async def read(destination: pathlib.Path, *, state_dir: pathlib.Path) -> Manifes
 def matches_disk(manifest: Manifest) -> bool:
     """Every file of the manifest exists with the recorded size and mtime (no hashing)."""
     root = pathlib.Path(manifest.destination)
-    for entry in manifest.files:
-        try:
-            stat = os.lstat(root / entry.path)  # a symlink planted at a file's name differs
-        except OSError:
-            return False
-        if stat.st_size != entry.size or stat.st_mtime_ns != entry.mtime_ns:
-            return False
-    return True
+    return all(on_disk(root / entry.path, entry) for entry in manifest.files)
+
+
+def on_disk(path: pathlib.Path, entry: Entry) -> bool:
+    """Whether ``path`` is still the regular file ``entry`` recorded: same size and mtime,
+    and not a symlink planted at its name (blocking: one lstat)."""
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return False
+    return (
+        stat.S_ISREG(found.st_mode)
+        and found.st_size == entry.size
+        and found.st_mtime_ns == entry.mtime_ns
+    )
 
 
 def forget(destination: pathlib.Path, *, state_dir: pathlib.Path) -> None:

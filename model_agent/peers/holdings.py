@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import pathlib
-import stat
 from collections.abc import Callable, Collection, Mapping
 from typing import Literal
 
@@ -123,7 +121,7 @@ class Registry:
         if protocol.file_identity(entry.size, entry.checksum) != identity:
             return Refusal(409, "another file identity")
         final = _final(pathlib.Path(stored.destination), entry.path)
-        if final is None or not await asyncio.to_thread(_unchanged, final, entry):
+        if final is None or not await asyncio.to_thread(manifest.on_disk, final, entry):
             return Refusal(404, "file changed on disk since it was placed")
         return Found(final, entry.size, identity, ((0, entry.size),))
 
@@ -186,16 +184,3 @@ def _final(destination: pathlib.Path, name: str) -> pathlib.Path | None:
         return destination / planning.safe_relative_path(name)
     except errors.UnsafePathError:
         return None
-
-
-def _unchanged(path: pathlib.Path, entry: manifest.Entry) -> bool:
-    """Whether ``path`` is still the regular file the manifest recorded (no symlink followed)."""
-    try:
-        found = os.lstat(path)
-    except OSError:
-        return False
-    return (
-        stat.S_ISREG(found.st_mode)
-        and found.st_size == entry.size
-        and found.st_mtime_ns == entry.mtime_ns
-    )

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from model_agent import metrics, pipeline, report, settings
+from model_agent import errors, metrics, pipeline, report, settings
 from model_agent.peers import discovery, holdings, router, server
 from model_agent.peers import service as peer_service
 from model_agent.peers import tls as peer_tls
@@ -178,3 +178,54 @@ async def test_a_peer_whose_certificate_is_not_trusted_is_not_used(
         "model_agent_peer_requests_total", {"result": "ok"}
     )
     assert answered is None
+
+
+async def test_a_tenant_without_access_to_a_private_model_never_asks_a_peer_for_it(
+    tmp_path, hf_hub, ca
+):
+    # Node A holds a private repository, read with its token; a tenant's model on node B
+    # names the same repository without one. The pin fails at the origin, as without
+    # peering, and A is never asked: the peers cannot hand out what the origin refuses.
+    directory = modelfiles.write_model(tmp_path / "private-src", tensors={"w": ("F32", [300_000])})
+    files = {str(p.relative_to(directory)): p for p in sorted(directory.rglob("*")) if p.is_file()}
+    hf_hub.add_repo(REPO, files, lfs_threshold=1024, private=True, token="owner-token")
+    a = NodeA(tmp_path / "a")
+    await asyncio.to_thread((tmp_path / "a").mkdir)
+    await pipeline.pull(
+        pipeline.PullRequest(
+            uri=f"hf://{REPO}",
+            destination=a.destination,
+            config_key=KEY,
+            root=tmp_path / "a",
+            token="owner-token",
+        ),
+        config(hf_hub),
+        state_dir=a.state,
+        peering=peering("node-a", a.registry, FixedLister("http://x:1")),
+    )
+    a.ready = True
+    async with server.PeerServer(
+        a.registry,
+        host="127.0.0.1",
+        port=0,
+        token=TOKEN,
+        tls=ca.server_context(("127.0.0.1",)),
+        recorder=a.metrics,
+    ) as running:
+        url = f"https://127.0.0.1:{running.port}"
+        registry = holdings.Registry(
+            state_dir=tmp_path / "b" / ".model-agent", placed=lambda key: None
+        )
+        b = peering(
+            "node-b",
+            registry,
+            FixedLister(url),
+            client_tls=peer_tls.client_context(str(ca.cert_path)),
+        )
+        with pytest.raises(errors.AuthError):
+            await pull(hf_hub, tmp_path / "b", b)
+    assert (
+        a.metrics.registry.get_sample_value("model_agent_peer_requests_total", {"result": "ok"})
+        is None
+    )
+    assert not (tmp_path / "b" / KEY).exists() or not any((tmp_path / "b" / KEY).iterdir())
