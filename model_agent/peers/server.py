@@ -56,7 +56,10 @@ class PeerServer:
         return app
 
     async def __aenter__(self) -> PeerServer:
-        self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        # Transfers in flight at shutdown get a second: the fetching peer retries elsewhere.
+        self._runner = web.AppRunner(
+            self._app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._tls)
         await site.start()
