@@ -24,6 +24,7 @@ import os
 import random
 import signal
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -354,12 +355,15 @@ def test_a_peer_killed_mid_transfer_costs_a_retry_not_a_failure(world):
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """The status and body of a GET; status 0 when nothing answers."""
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=5) as answer:
             return answer.status, answer.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+    except urllib.error.URLError:
+        return 0, b""
 
 
 def test_the_peer_server_refuses_what_it_must_not_serve(world):
@@ -396,3 +400,14 @@ def test_the_peer_server_refuses_what_it_must_not_serve(world):
     assert _get(file_url, {**exact, "Range": "bytes=0-9,20-29"})[0] == 416
     unauthorized = world.metric(1, "model_agent_peer_requests_total", result="unauthorized")
     assert unauthorized >= 4
+
+
+def test_an_agent_with_peering_on_stops_cleanly_on_sigterm(world):
+    # Last in the module: it stops one of the agents. Its peer server closes with the agent.
+    agent = world.fleet.agents[2]
+    began = time.monotonic()
+    code, log = agent.stop(grace=15)
+    assert code == 0, log[-2000:]
+    assert time.monotonic() - began < 15
+    assert "agent stopped" in log
+    assert _get(f"{world.peer_url(2)}/peer/v1/models/x", {})[0] == 0
