@@ -6,7 +6,7 @@ OCI, AWS, Google or Azure clients.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from model_agent import errors, settings, uris
 from model_agent.storage import base
@@ -42,24 +42,6 @@ def for_uri(
             config_file=config.oci_config_file,
             egress=config.egress,
         )
-    if parsed.scheme == "s3":
-        from model_agent.storage.s3 import backend as s3
-
-        return s3.S3Backend(
-            uri,
-            parameters=parameters,
-            credential_hosts=config.credential_hosts,
-            egress=config.egress,
-        )
-    if parsed.scheme == "gs":
-        from model_agent.storage.gcs import backend as gcs
-
-        return gcs.GCSBackend(
-            uri,
-            parameters=parameters,
-            credential_hosts=config.credential_hosts,
-            egress=config.egress,
-        )
     if parsed.scheme == "github":
         from model_agent.storage.github import backend as github
 
@@ -70,10 +52,9 @@ def for_uri(
             credential_hosts=config.credential_hosts,
             egress=config.egress,
         )
-    if parsed.scheme == "az":
-        from model_agent.storage.azure import backend as azure
-
-        return azure.AzureBackend(
+    store = _object_store(parsed.scheme)
+    if store is not None:
+        return store(
             uri,
             parameters=parameters,
             credential_hosts=config.credential_hosts,
@@ -82,3 +63,21 @@ def for_uri(
     raise errors.UnsupportedStorageError(
         f"model-agent pull does not download {parsed.scheme}:// sources yet ({uri})"
     )
+
+
+def _object_store(scheme: str) -> Callable[..., base.Backend] | None:
+    """The class of an object store whose backend takes only the URI, the model's parameters,
+    the credential hosts and the egress policy (imported on first use)."""
+    if scheme == "s3":
+        from model_agent.storage.s3 import backend as s3
+
+        return s3.S3Backend
+    if scheme == "gs":
+        from model_agent.storage.gcs import backend as gcs
+
+        return gcs.GCSBackend
+    if scheme == "az":
+        from model_agent.storage.azure import backend as azure
+
+        return azure.AzureBackend
+    return None
